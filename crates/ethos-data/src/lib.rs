@@ -1,0 +1,5 @@
+//! Data layer of ethos: event manifests and splits, the synthetic barn dataset, the decoded-clip
+//! cache, clip-consistent transforms, samplers and the parallel deterministic loader.
+//!
+//! No tensor-engine types here: clips are uint8 [`ethos_video::Clip`]s and batches are plain
+//! float32 buffers with their shape.

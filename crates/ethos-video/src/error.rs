@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+/// Errors of the video layer. Each names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    /// The file does not exist or cannot be read.
+    #[error("{path}: cannot open: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// FFmpeg could not open or parse the file as a video (zero-byte, not a video, truncated header...).
+    #[error("{path}: not a readable video: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// The file has no video stream.
+    #[error("{path}: no video stream")]
+    NoVideoStream { path: PathBuf },
+    /// A request that cannot be served (negative time, empty window, ROI outside the frame...).
+    #[error("{path}: bad request: {reason}")]
+    BadRequest { path: PathBuf, reason: String },
+    /// Decoding failed part-way (corrupt data).
+    #[error("{path}: decode failed: {reason}")]
+    Decode { path: PathBuf, reason: String },
+    /// Encoding or writing an output failed.
+    #[error("{path}: encode failed: {reason}")]
+    Encode { path: PathBuf, reason: String },
+}
+
+impl VideoError {
+    /// True when the error is caused by the user's input (bad file or request), i.e. exit code 2.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, VideoError::Encode { .. })
+    }
+}
