@@ -3,7 +3,9 @@
 //! Output for people goes to stderr; machine-readable results go to files or stdout (JSON).
 //! Exit codes: 0 success, 2 bad input or config, 1 internal failure.
 
+mod clip_out;
 mod cmd;
+mod config;
 mod exit;
 
 use clap::{Parser, Subcommand};
@@ -23,13 +25,51 @@ struct Cli {
 enum Command {
     /// JSON facts about a video: codec, size, rates, frame count, duration, keyframe interval.
     Probe(cmd::probe::Args),
+    /// Writes a synthetic barn dataset (videos, events.csv, splits, config.yaml) with known labels.
+    Synth(cmd::synth::Args),
+    /// Cuts every event of an events CSV into a clip folder (evt_{event_idx:04}_{behavior}.mp4).
+    Extract(cmd::extract::Args),
+    /// Builds the decoded-clip cache of a config (every event of every split; resumable).
+    Cache(cmd::cache::Args),
+    /// Decodes the frames of one window (ROI, short side) to OUT.png (contact sheet) + OUT.safetensors.
+    Sample(cmd::sample::Args),
+    /// Benchmarks (`ethos bench decode`): medians as JSON on stdout, a table on stderr.
+    Bench(cmd::bench::Args),
+    /// Scores a per-sample predictions CSV (`true` + `prob_<class>` columns): metrics JSON to stdout.
+    Metrics(cmd::metrics::Args),
+    /// Writes SLURM sbatch scripts that checkpoint before the time limit and resume when requeued.
+    Slurm(cmd::slurm::Args),
+    /// Bout-level and frame-level agreement of predicted events with labelled events.
+    EvalEvents(cmd::eval_events::Args),
+    /// What libtorch and FFmpeg see here: versions, CUDA devices, encoders, threads (JSON to stdout).
+    Doctor(cmd::doctor::Args),
+    /// Weight files: `convert` to safetensors, `fetch` official torchvision weights, `inspect`.
+    Weights(cmd::weights::Args),
+    /// Models: `forward` on a tensor file (parity / weight checks), `summary` (shapes, params, FLOPs).
+    Model(cmd::model::Args),
+    /// Trains a model from a config into a run directory (resumable; `--set key=value` overrides).
+    Train(cmd::train::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Makes libtorch's CUDA part visible before any device query (the linker drops libtorch_cuda).
+    ethos_models::engine::Engine::init();
     let result = match cli.command {
         Command::Probe(args) => cmd::probe::run(args),
+        Command::Synth(args) => cmd::synth::run(args),
+        Command::Extract(args) => cmd::extract::run(args),
+        Command::Cache(args) => cmd::cache::run(args),
+        Command::Sample(args) => cmd::sample::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Metrics(args) => cmd::metrics::run(args),
+        Command::Slurm(args) => cmd::slurm::run(args),
+        Command::EvalEvents(args) => cmd::eval_events::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Weights(args) => cmd::weights::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Model(args) => cmd::model::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -14,7 +14,12 @@ pub struct Clip {
 impl Clip {
     /// An all-black clip of the given shape.
     pub fn zeros(frames: usize, height: usize, width: usize) -> Self {
-        Self { frames, height, width, data: vec![0; frames * height * width * 3] }
+        Self {
+            frames,
+            height,
+            width,
+            data: vec![0; frames * height * width * 3],
+        }
     }
 
     /// Bytes of one frame (`H * W * 3`).

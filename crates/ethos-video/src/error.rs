@@ -5,7 +5,10 @@ use std::path::PathBuf;
 pub enum VideoError {
     /// The file does not exist or cannot be read.
     #[error("{path}: cannot open: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// FFmpeg could not open or parse the file as a video (zero-byte, not a video, truncated header...).
     #[error("{path}: not a readable video: {reason}")]
     Invalid { path: PathBuf, reason: String },

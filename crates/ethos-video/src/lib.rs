@@ -3,15 +3,30 @@
 //! - [`probe`]: facts about a video file (codec, size, rates, exact frame count, keyframe interval).
 //! - [`ClipSampler`]: frame-accurate sampling of N frames at a target rate inside a time window.
 //! - [`FrameReader`]: sequential, bounded-memory decode of a long video at a target rate.
-//! - [`ClipWriter`]: encodes RGB frames to H.264 (libx264) or MPEG-4.
+//! - [`ClipWriter`]: encodes RGB frames to H.264 (libx264), HEVC (libx265) or MPEG-4 Part 2.
+//!
+//! Time convention: times are seconds from the first video frame; the frame shown at `t` is the
+//! last frame with presentation time `<= t + 1e-6` (see [`ClipSampler`]). ROIs are in pixels of
+//! the upright frame: display-matrix rotation is applied, so frames always come out upright.
 //!
 //! Frames leave this crate as uint8 RGB [`Clip`]s, `(T, H, W, 3)`; no tensor engine types here.
 
 mod clip;
+mod convert;
+mod decode;
 mod error;
+mod probe;
+mod reader;
+mod sampler;
+mod writer;
 
 pub use clip::Clip;
+pub use convert::{Resize, Roi, output_size};
 pub use error::VideoError;
+pub use probe::{VideoInfo, probe};
+pub use reader::{FrameReader, ReaderOptions};
+pub use sampler::{ClipRequest, ClipSampler, SampledClip, TIME_EPS};
+pub use writer::{ClipWriter, Codec, WriterOptions, encoder_available};
 
 /// Initialises FFmpeg once per process (idempotent, thread-safe) and quiets its logging.
 pub fn init() {

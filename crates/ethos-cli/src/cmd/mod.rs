@@ -1,3 +1,19 @@
 //! One module per subcommand: each has an `Args` (clap) and a `run(args) -> anyhow::Result<()>`.
 
+pub mod bench;
+pub mod bench_decode;
+pub mod bench_loader;
+pub mod bench_model;
+pub mod cache;
+pub mod doctor;
+pub mod eval_events;
+pub mod extract;
+pub mod metrics;
+pub mod model;
 pub mod probe;
+pub mod sample;
+pub mod sample_config;
+pub mod slurm;
+pub mod synth;
+pub mod train;
+pub mod weights;

@@ -1,0 +1,267 @@
+//! `ethos bench decode`: the cost of sampling one clip from a 4K source vs decoding it all.
+//!
+//! Each measurement runs in a fresh child process (this binary re-executed with the hidden
+//! `bench decode-child`), so peak RSS (`getrusage` `ru_maxrss`) belongs to one mode only. CPU time is
+//! the process's user + system time (`getrusage(RUSAGE_SELF)`) across the decode call alone; the
+//! child also reports its peak RSS before decoding (the binary and its libraries), so the decode's
+//! own share is visible.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Context;
+use ethos_video::{
+    ClipRequest, ClipSampler, ClipWriter, Codec, FrameReader, ReaderOptions, Resize, WriterOptions,
+};
+use serde::{Deserialize, Serialize};
+
+/// Arguments of `ethos bench decode`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Source video; default: a generated 6 s 3840x2160 15 fps H.264 clip (GOP 30) in the temp dir.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// Repetitions of each mode (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+}
+
+/// Arguments of the hidden child measurement.
+#[derive(clap::Args)]
+pub struct ChildArgs {
+    /// `sample` (16 frames at 12 fps, short side 256) or `full` (every frame, full size RGB).
+    #[arg(long)]
+    pub mode: String,
+    /// The source video.
+    #[arg(long)]
+    pub video: PathBuf,
+}
+
+/// One child measurement.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Measure {
+    mode: String,
+    cpu_s: f64,
+    wall_s: f64,
+    peak_rss_mb: f64,
+    startup_rss_mb: f64,
+    frames_out: usize,
+}
+
+fn rusage() -> (f64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+/// The window sampled: 16 frames at 12 fps centred in the 6 s clip, short side 256, one thread.
+fn sample_request() -> ClipRequest {
+    ClipRequest {
+        start_s: 0.0,
+        duration_s: 6.0,
+        fps: 12.0,
+        num_frames: 16,
+        roi: None,
+        resize: Resize::ShortSide(256),
+    }
+}
+
+/// Runs one mode in this process and prints its [`Measure`] as JSON.
+pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
+    ethos_video::init();
+    let (cpu0, startup_rss) = rusage();
+    let t0 = Instant::now();
+    let frames_out = match args.mode.as_str() {
+        "sample" => {
+            ClipSampler::new(1)
+                .sample(&args.video, &sample_request())?
+                .clip
+                .frames
+        }
+        "full" => {
+            let mut reader = FrameReader::open(&args.video, &ReaderOptions::default())?;
+            let mut n = 0;
+            while let Some((_, rgb)) = reader.next_frame()? {
+                std::hint::black_box(&rgb);
+                n += 1;
+            }
+            n
+        }
+        other => anyhow::bail!("unknown mode {other:?}"),
+    };
+    let wall_s = t0.elapsed().as_secs_f64();
+    let (cpu1, peak) = rusage();
+    let m = Measure {
+        mode: args.mode,
+        cpu_s: cpu1 - cpu0,
+        wall_s,
+        peak_rss_mb: peak,
+        startup_rss_mb: startup_rss,
+        frames_out,
+    };
+    println!("{}", serde_json::to_string(&m)?);
+    Ok(())
+}
+
+/// Writes the default benchmark source: 6 s of 3840x2160 at 15 fps, H.264, GOP 30, textured
+/// background with moving shapes (so motion compensation and residuals are realistic).
+pub(crate) fn make_source(path: &Path) -> anyhow::Result<()> {
+    let (w, h) = (3840usize, 2160usize);
+    let opts = WriterOptions {
+        codec: Codec::H264,
+        fps: 15,
+        gop: 30,
+        quality: Some(23),
+        b_frames: false,
+    };
+    let mut writer = ClipWriter::create(path, w as u32, h as u32, &opts)?;
+    let mut bg = vec![0u8; w * h * 3];
+    let mut state: u32 = 0x9E37_79B9;
+    for y in 0..h {
+        for x in 0..w {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let noise = (state >> 28) as i32 - 8;
+            let base = 90.0 + 40.0 * ((x as f32 / 97.0).sin() * (y as f32 / 61.0).cos());
+            let v = (base as i32 + noise).clamp(0, 255) as u8;
+            let i = (y * w + x) * 3;
+            bg[i] = v;
+            bg[i + 1] = v.saturating_add(12);
+            bg[i + 2] = v.saturating_sub(10);
+        }
+    }
+    let mut frame = vec![0u8; w * h * 3];
+    for t in 0..90usize {
+        frame.copy_from_slice(&bg);
+        for k in 0..6usize {
+            let cx = ((t * (12 + 5 * k) + k * 600) % (w - 400)) as i64 + 200;
+            let cy = (((t * (7 + 3 * k) + k * 350) % (h - 400)) + 200) as i64;
+            let r = 120 + 20 * k as i64;
+            for y in (cy - r).max(0)..(cy + r).min(h as i64) {
+                for x in (cx - r).max(0)..(cx + r).min(w as i64) {
+                    if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
+                        let i = (y as usize * w + x as usize) * 3;
+                        frame[i] = 200 - 20 * k as u8;
+                        frame[i + 1] = 150 + 10 * k as u8;
+                        frame[i + 2] = 60;
+                    }
+                }
+            }
+        }
+        writer.write_frame(&frame)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `ethos bench decode`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    ethos_video::init();
+    anyhow::ensure!(args.reps >= 1, "--reps must be at least 1");
+    let video = match args.video {
+        Some(v) => v,
+        None => {
+            let path = std::env::temp_dir().join("ethos-bench-decode-3840x2160-15fps-gop30.mp4");
+            let reusable =
+                ethos_video::probe(&path).is_ok_and(|i| i.width == 3840 && i.frame_count == 90);
+            if !reusable {
+                eprintln!(
+                    "writing the benchmark source {} (6 s, 3840x2160, 15 fps, H.264, GOP 30)...",
+                    path.display()
+                );
+                make_source(&path).context("writing the benchmark source video")?;
+            }
+            path
+        }
+    };
+    let info =
+        ethos_video::probe(&video).with_context(|| format!("probing {}", video.display()))?;
+    let exe = std::env::current_exe().context("locating the ethos binary")?;
+    let mut results = Vec::new();
+    for mode in ["sample", "full"] {
+        let mut runs: Vec<Measure> = Vec::new();
+        for rep in 0..args.reps {
+            let out = Command::new(&exe)
+                .args(["bench", "decode-child", "--mode", mode, "--video"])
+                .arg(&video)
+                .env("RUST_LOG", "warn")
+                .output()
+                .context("running the benchmark child")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "benchmark child ({mode}) failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let m: Measure =
+                serde_json::from_slice(&out.stdout).context("reading the child's measurement")?;
+            eprintln!(
+                "  {mode:<6} rep {}: {:.3} CPU-s, {:.1} MB peak RSS",
+                rep + 1,
+                m.cpu_s,
+                m.peak_rss_mb
+            );
+            runs.push(m);
+        }
+        let med = |f: fn(&Measure) -> f64| median(runs.iter().map(f).collect());
+        results.push(serde_json::json!({
+            "mode": mode,
+            "frames_out": runs[0].frames_out,
+            "cpu_s_median": med(|m| m.cpu_s),
+            "wall_s_median": med(|m| m.wall_s),
+            "peak_rss_mb_median": med(|m| m.peak_rss_mb),
+            "startup_rss_mb_median": med(|m| m.startup_rss_mb),
+            "decode_rss_mb_median": med(|m| m.peak_rss_mb - m.startup_rss_mb),
+            "runs": runs,
+        }));
+    }
+    eprintln!(
+        "\n{}: {}x{} {} {:.2} fps, {} frames, GOP {:?}; reps {}",
+        video.display(),
+        info.width,
+        info.height,
+        info.codec,
+        info.avg_fps,
+        info.frame_count,
+        info.keyframe_interval,
+        args.reps
+    );
+    eprintln!(
+        "{:<40} {:>8} {:>8} {:>14} {:>14} {:>8}",
+        "mode (median)", "CPU-s", "wall-s", "peak RSS MB", "decode RSS MB", "frames"
+    );
+    for (r, label) in results.iter().zip([
+        "sample: 16 fr @12fps, short side 256, 1 thr",
+        "full: every frame, full-res RGB, 1 thr",
+    ]) {
+        eprintln!(
+            "{:<40} {:>8.3} {:>8.3} {:>14.1} {:>14.1} {:>8}",
+            label,
+            r["cpu_s_median"].as_f64().unwrap_or(f64::NAN),
+            r["wall_s_median"].as_f64().unwrap_or(f64::NAN),
+            r["peak_rss_mb_median"].as_f64().unwrap_or(f64::NAN),
+            r["decode_rss_mb_median"].as_f64().unwrap_or(f64::NAN),
+            r["frames_out"]
+        );
+    }
+    let json =
+        serde_json::json!({ "video": video, "info": info, "reps": args.reps, "results": results });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}

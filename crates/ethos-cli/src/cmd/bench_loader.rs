@@ -1,0 +1,204 @@
+//! `ethos bench loader`: the data pipeline's cost.
+//!
+//! (a) cache build: CPU seconds (`getrusage` user + system of this process, one build thread) and
+//!     the process's peak RSS for decoding one event of a 6 s 3840x2160 15 fps H.264 clip into a
+//!     cache entry (16 frames at 12 fps + 4 margin frames each side, short side 256);
+//! (b) training throughput from that cache: samples per second through the [`Loader`] with the
+//!     full train augmentation (temporal jitter, RandomResizedCrop to 224, flip, TrivialAugmentWide,
+//!     normalisation to `(B, C, T, H, W)` float32), with 1 and 2 workers.
+//!
+//! It also writes the cached uint8 clip (`(24, 256, 455, 3)` raw bytes plus a JSON shape) so
+//! `bench/augment_torchvision.py` can run the same augmentation with torchvision on the same input.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use ethos_data::config::{AugmentationConfig, DataConfig, DataMode};
+use ethos_data::dataset::ClipDataset;
+use ethos_data::error::DataError;
+use ethos_data::loader::{ClipSource, Loader, LoaderOptions};
+use ethos_data::manifest::Event;
+use ethos_data::sampler::ShuffleSampler;
+use ethos_data::transforms::{ClipTransform, Layout};
+use ethos_video::Clip;
+
+/// Arguments of `ethos bench loader`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Work folder (source video, cache, dumped clip); default: a folder in the temp dir.
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Samples per throughput measurement.
+    #[arg(long, default_value_t = 192)]
+    pub samples: usize,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Batch size of the loader.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+fn rusage() -> (f64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as f64 / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Presents `len` samples that cycle over the events of a dataset (same cached data, more positions).
+struct Cycled {
+    inner: ClipDataset,
+    len: usize,
+}
+
+impl ClipSource for Cycled {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn label(&self, index: usize) -> usize {
+        self.inner.label(index % self.inner.len())
+    }
+    fn event_idx(&self, index: usize) -> u32 {
+        self.inner.event_idx(index % self.inner.len())
+    }
+    fn max_offset(&self) -> usize {
+        self.inner.margin()
+    }
+    fn load(&self, index: usize, offset: i32) -> Result<Clip, DataError> {
+        self.inner.load(index % self.inner.len(), offset)
+    }
+}
+
+/// Runs `ethos bench loader`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    ethos_video::init();
+    let work = args.work.unwrap_or_else(|| std::env::temp_dir().join("ethos-bench-loader"));
+    std::fs::create_dir_all(work.join("videos")).with_context(|| format!("creating {}", work.display()))?;
+    let video = work.join("videos/src4k.mp4");
+    if !ethos_video::probe(&video).is_ok_and(|i| i.width == 3840 && i.frame_count == 90) {
+        eprintln!("writing a 6 s 3840x2160 15 fps H.264 source (GOP 30) to {} ...", video.display());
+        super::bench_decode::make_source(&video).context("writing the benchmark source video")?;
+    }
+    let cfg = DataConfig {
+        classes: vec!["ear".into(), "tail".into()],
+        videos_root: work.join("videos"),
+        cache_dir: work.join("cache"),
+        mode: DataMode::Cache,
+        ..DataConfig::default()
+    };
+    let event = |i: u32, start_s: f64| Event {
+        event_idx: i,
+        video: "src4k.mp4".into(),
+        start_s,
+        duration_s: 2.5,
+        behavior: if i % 2 == 0 { "ear".into() } else { "tail".into() },
+        class_index: (i % 2) as usize,
+        group: None,
+        camera: None,
+        split: None,
+        roi: None,
+        line: i as u64 + 2,
+    };
+
+    // (a) cache build of one event, repeated on a fresh cache folder each time.
+    let mut cpu = Vec::new();
+    let mut wall = Vec::new();
+    for rep in 0..args.reps.max(1) {
+        let mut c = cfg.clone();
+        c.cache_dir = work.join(format!("cache-build-{rep}"));
+        let _ = std::fs::remove_dir_all(&c.cache_dir);
+        let ds = ClipDataset::from_events(&c, "bench", vec![event(0, 1.75)], DataMode::Cache)?;
+        let (cpu0, _) = rusage();
+        let t0 = Instant::now();
+        let report = ds.ensure_cache(1, false, &|_, _| {})?;
+        wall.push(t0.elapsed().as_secs_f64());
+        cpu.push(rusage().0 - cpu0);
+        anyhow::ensure!(report.built == 1, "cache build failed: {:?}", report.bad);
+        let _ = std::fs::remove_dir_all(&c.cache_dir);
+    }
+    let (_, peak_rss_mb) = rusage();
+    eprintln!(
+        "(a) cache build, one 6 s 4K H.264 event -> 24 frames at short side 256: {:.3} CPU-s (median of {}), {:.3} s wall, process peak RSS {:.0} MB",
+        median(cpu.clone()),
+        cpu.len(),
+        median(wall.clone()),
+        peak_rss_mb
+    );
+
+    // (b) loader throughput from a cache of four events.
+    let events: Vec<Event> = (0..4).map(|i| event(i, 0.5 + 0.75 * i as f64)).collect();
+    let ds = ClipDataset::from_events(&cfg, "bench", events, DataMode::Cache)?;
+    ds.ensure_cache(2, false, &|_, _| {})?;
+    let stored = ds.load(0, 0)?;
+    let key = ds.items()[0].cache_key.clone().unwrap_or_default();
+    let cache = ethos_data::cache::ClipCache::new(&cfg.cache_dir, ethos_data::dataset::cache_params(&cfg));
+    let full = cache.read_frames(&key, 0, cfg.num_frames + 2 * cfg.jitter_frames)?;
+    let dump = work.join("clip_u8.bin");
+    std::fs::write(&dump, &full.data).with_context(|| format!("writing {}", dump.display()))?;
+    let shape = serde_json::json!({"shape": full.shape(), "num_frames": cfg.num_frames, "margin": cfg.jitter_frames});
+    std::fs::write(work.join("clip_u8.json"), shape.to_string())?;
+    let source: Arc<dyn ClipSource> = Arc::new(Cycled { inner: ds, len: args.samples });
+    let aug = AugmentationConfig::default();
+    let mut results = Vec::new();
+    for workers in [1usize, 2] {
+        let transform = ClipTransform::train(&aug, cfg.input_size as usize, cfg.mean, cfg.std);
+        let opts = LoaderOptions {
+            batch_size: args.batch_size,
+            num_workers: workers,
+            queue_depth: 2 * workers,
+            seed: 1,
+            layout: Layout::Bcthw,
+            num_frames: cfg.num_frames,
+            drop_last: false,
+        };
+        let loader = Loader::new(Arc::clone(&source), transform, opts);
+        let sampler = ShuffleSampler::new(args.samples);
+        // Warm-up epoch (page cache, allocator).
+        for b in loader.epoch(&sampler, 0) {
+            b?;
+        }
+        let mut rates = Vec::new();
+        let mut cpu_rates = Vec::new();
+        for rep in 0..args.reps.max(1) {
+            let (c0, _) = rusage();
+            let t0 = Instant::now();
+            let mut n = 0;
+            for b in loader.epoch(&sampler, rep as u64 + 1) {
+                n += b?.labels.len();
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            rates.push(n as f64 / secs);
+            cpu_rates.push(n as f64 / (rusage().0 - c0));
+        }
+        let rate = median(rates);
+        let per_cpu_s = median(cpu_rates);
+        eprintln!(
+            "(b) loader, {workers} worker(s), batch {}, 16x224x224 full train augmentation: {rate:.1} samples/s ({per_cpu_s:.1} samples per CPU-s)",
+            args.batch_size
+        );
+        results.push(serde_json::json!({"workers": workers, "samples_per_s": rate, "samples_per_cpu_s": per_cpu_s}));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "cache_build_cpu_s_median": median(cpu),
+            "cache_build_wall_s_median": median(wall),
+            "peak_rss_mb_after_cache_build": peak_rss_mb,
+            "cached_clip_shape": full.shape(),
+            "sample_shape": [stored.frames, stored.height, stored.width, 3],
+            "loader": results,
+            "dumped_clip": dump,
+        }))?
+    );
+    Ok(())
+}

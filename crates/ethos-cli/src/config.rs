@@ -1,0 +1,400 @@
+//! Config composition: reads the YAML file into a JSON-like tree, applies `--set key=value`
+//! overrides, hands each crate its typed section (`data`, `augmentation`, `model`, `loss`,
+//! `optim`, `sched`, `train`), makes relative paths absolute against the config file's folder and
+//! identifies the result by a hash.
+//!
+//! Unknown keys are errors naming the key path with a "did you mean" from the keys that section
+//! knows; wrong types name the key and the value. All of these are [`BadInput`] (exit code 2).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::exit::BadInput;
+
+/// The top-level sections of a run configuration.
+pub const SECTIONS: [&str; 7] = ["data", "augmentation", "model", "loss", "optim", "sched", "train"];
+
+/// A fully composed run configuration: every section typed, paths absolute.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The config file it was read from.
+    pub path: PathBuf,
+    /// `data:` (ethos-data).
+    pub data: ethos_data::config::DataConfig,
+    /// `augmentation:` (ethos-data).
+    pub augmentation: ethos_data::config::AugmentationConfig,
+    /// `model:` (ethos-models).
+    pub model: ethos_models::config::ModelConfig,
+    /// `loss:` (ethos-train).
+    pub loss: ethos_train::loss::LossConfig,
+    /// `optim:` (ethos-train).
+    pub optim: ethos_train::optim::OptimConfig,
+    /// `sched:` (ethos-train).
+    pub sched: ethos_train::schedule::SchedConfig,
+    /// `train:` (ethos-train).
+    pub train: ethos_train::config::TrainConfig,
+}
+
+impl RunConfig {
+    /// Reads `path`, applies `overrides` (`key=value`, dotted keys, YAML values) and composes.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BadInput(format!("cannot read config {}: {e}", path.display())))?;
+        Self::from_yaml_str(&text, path, overrides)
+    }
+
+    /// Composes from YAML text; `path` names the file (for messages and relative paths).
+    pub fn from_yaml_str(text: &str, path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let tree: Value = serde_norway::from_str(text)
+            .map_err(|e| BadInput(format!("config {}: not valid YAML: {e}", path.display())))?;
+        let mut tree = match tree {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            other => {
+                return Err(BadInput(format!(
+                    "config {}: the top level must be a mapping of sections ({}), found {}",
+                    path.display(),
+                    SECTIONS.join(", "),
+                    short(&other)
+                ))
+                .into());
+            }
+        };
+        check_top_level(path, &tree)?;
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let base = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let mut data: ethos_data::config::DataConfig = section(path, &tree, "data")?;
+        data.resolve_paths(&base);
+        data.validate().map_err(|e| bad(path, e))?;
+        let augmentation: ethos_data::config::AugmentationConfig = section(path, &tree, "augmentation")?;
+        augmentation.validate().map_err(|e| bad(path, e))?;
+        let mut model: ethos_models::config::ModelConfig = section(path, &tree, "model")?;
+        model.resolve_paths(&base);
+        model.validate(data.classes.len()).map_err(|e| bad(path, e))?;
+        let loss: ethos_train::loss::LossConfig = section(path, &tree, "loss")?;
+        let optim: ethos_train::optim::OptimConfig = section(path, &tree, "optim")?;
+        let sched: ethos_train::schedule::SchedConfig = section(path, &tree, "sched")?;
+        let mut train: ethos_train::config::TrainConfig = section(path, &tree, "train")?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("run".into());
+        let run_dir = match train.run_dir.take() {
+            Some(d) if d.is_relative() => base.join(d),
+            Some(d) => d,
+            None => base.join("runs").join(stem),
+        };
+        train.run_dir = Some(run_dir);
+        if let Some(ethos_train::config::ResumeSpec::Path(p)) = train.resume.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+        train.validate(&data.classes).map_err(|e| bad(path, e))?;
+        Ok(RunConfig {
+            path: path.to_path_buf(),
+            data,
+            augmentation,
+            model,
+            loss,
+            optim,
+            sched,
+            train,
+        })
+    }
+
+    /// The resolved configuration as a JSON tree (every key, defaults filled in, paths absolute).
+    pub fn resolved(&self) -> Value {
+        fn v<T: Serialize>(t: &T) -> Value {
+            serde_json::to_value(t).unwrap_or(Value::Null)
+        }
+        let mut m = Map::new();
+        m.insert("data".into(), v(&self.data));
+        m.insert("augmentation".into(), v(&self.augmentation));
+        m.insert("model".into(), v(&self.model));
+        m.insert("loss".into(), v(&self.loss));
+        m.insert("optim".into(), v(&self.optim));
+        m.insert("sched".into(), v(&self.sched));
+        m.insert("train".into(), v(&self.train));
+        Value::Object(m)
+    }
+
+    /// Hex sha256 of the canonical (sorted-key, compact) JSON of the resolved configuration,
+    /// without the keys that cannot change results (`train.resume`, `train.run_dir`,
+    /// `train.log_every_steps`).
+    pub fn hash(&self) -> String {
+        let mut r = self.resolved();
+        if let Some(t) = r.get_mut("train").and_then(Value::as_object_mut) {
+            for k in ["resume", "run_dir", "log_every_steps"] {
+                t.remove(k);
+            }
+        }
+        let mut s = String::new();
+        canonical_json(&r, &mut s);
+        let digest = Sha256::digest(s.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The resolved configuration as YAML (what `config.yaml` in the run directory holds).
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_norway::to_string(&self.resolved()).context("serialising the resolved config")
+    }
+
+    /// The run directory (`train.run_dir`, always set after composition).
+    pub fn run_dir(&self) -> PathBuf {
+        self.train.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs/run"))
+    }
+}
+
+/// Composes a stored resolved configuration (from a checkpoint or a run's `config.yaml`).
+pub fn from_resolved(value: &Value, origin: &Path) -> Result<RunConfig> {
+    let text = serde_norway::to_string(value).context("re-serialising a stored config")?;
+    RunConfig::from_yaml_str(&text, origin, &[])
+}
+
+fn bad(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    BadInput(format!("config {}: {e}", path.display())).into()
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 { format!("{}...", &s[..s.floor_char_boundary(57)]) } else { s }
+}
+
+fn suggestion(word: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (*c, strsim::levenshtein(word, c)))
+        .min_by_key(|&(_, d)| d);
+    match best {
+        Some((c, d)) if d <= (word.chars().count() / 3).max(2) => format!(" (did you mean `{c}`?)"),
+        _ => String::new(),
+    }
+}
+
+fn check_top_level(path: &Path, tree: &Map<String, Value>) -> Result<()> {
+    for key in tree.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            return Err(BadInput(format!(
+                "config {}: unknown section `{key}`{}; sections: {}",
+                path.display(),
+                suggestion(key, &SECTIONS),
+                SECTIONS.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `key=value` override: dotted key, value parsed as YAML (`2e-5`, `true`, `[a, b]`,
+/// `null`, or a plain string).
+pub fn apply_override(tree: &mut Map<String, Value>, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| BadInput(format!("--set {spec:?}: expected key=value (e.g. optim.lr=2e-5)")))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(BadInput(format!("--set {spec:?}: key `{key}` has an empty part")).into());
+    }
+    if !SECTIONS.contains(&parts[0]) {
+        return Err(BadInput(format!(
+            "--set {spec:?}: unknown section `{}`{}; sections: {}",
+            parts[0],
+            suggestion(parts[0], &SECTIONS),
+            SECTIONS.join(", ")
+        ))
+        .into());
+    }
+    if parts.len() < 2 {
+        return Err(BadInput(format!("--set {spec:?}: name a key inside the section, e.g. {key}.x=...")).into());
+    }
+    let value: Value = serde_norway::from_str(raw)
+        .map_err(|e| BadInput(format!("--set {spec:?}: value {raw:?} is not valid YAML: {e}")))?;
+    let mut node = tree;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = node.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if entry.is_null() {
+            *entry = Value::Object(Map::new());
+        }
+        node = entry.as_object_mut().ok_or_else(|| {
+            BadInput(format!("--set {spec:?}: `{}` is a value, not a section", parts[..=i].join(".")))
+        })?;
+    }
+    node.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Deserialises one section, turning serde's errors into messages with the full key path.
+fn section<T: DeserializeOwned>(path: &Path, tree: &Map<String, Value>, name: &str) -> Result<T> {
+    let value = match tree.get(name) {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v) => v.clone(),
+    };
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let inner = e.inner().to_string();
+        let sub = e.path().to_string();
+        let key = if sub == "." || sub.is_empty() { name.to_string() } else { format!("{name}.{sub}") };
+        BadInput(format!("config {}: {}", path.display(), describe(&key, &inner))).into()
+    })
+}
+
+/// A readable message for a serde error at `key`, with a "did you mean" for unknown keys/variants.
+fn describe(key: &str, inner: &str) -> String {
+    let names = |s: &str| -> Vec<String> { s.split('`').skip(1).step_by(2).map(str::to_string).collect() };
+    if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let known = names(tail);
+        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        let parent = key.rsplit_once('.').map_or(key, |(p, _)| p);
+        let path = if key.ends_with(field) { key.to_string() } else { format!("{key}.{field}") };
+        return format!(
+            "unknown key `{path}`{}; keys of `{parent}`: {}",
+            suggestion(field, &refs),
+            known.join(", ")
+        );
+    }
+    if let Some(rest) = inner.strip_prefix("unknown variant `") {
+        let (variant, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let known = names(tail);
+        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        return format!(
+            "key `{key}`: unknown value `{variant}`{}; expected one of: {}",
+            suggestion(variant, &refs),
+            known.join(", ")
+        );
+    }
+    format!("key `{key}`: {inner}")
+}
+
+/// Compact JSON with object keys sorted at every level (independent of map ordering features).
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical_json(&m[*k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "data:\n  classes: [ear, tail]\n  events: events.csv\n  splits: {train: s/train.csv, val: s/val.csv}\n\
+model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1_tail\n";
+
+    fn load(text: &str, sets: &[&str]) -> Result<RunConfig> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        RunConfig::from_yaml_str(text, Path::new("/cfg/dir/exp.yaml"), &sets)
+    }
+
+    fn msg(r: Result<RunConfig>) -> String {
+        let e = r.err().expect("expected an error");
+        assert_eq!(crate::exit::code(&e), 2, "{e:#}");
+        format!("{e:#}")
+    }
+
+    #[test]
+    fn composes_resolves_paths_and_hashes() {
+        let c = load(BASE, &[]).unwrap();
+        assert_eq!(c.data.events, PathBuf::from("/cfg/dir/events.csv"));
+        assert_eq!(c.data.splits["val"], PathBuf::from("/cfg/dir/s/val.csv"));
+        assert_eq!(c.run_dir(), PathBuf::from("/cfg/dir/runs/exp"));
+        assert_eq!(c.train.epochs, 3);
+        let h = c.hash();
+        assert_eq!(h.len(), 64);
+        assert_eq!(load(BASE, &[]).unwrap().hash(), h);
+        assert_ne!(load(BASE, &["train.epochs=4"]).unwrap().hash(), h);
+        // Keys that cannot change results do not change the hash.
+        assert_eq!(load(BASE, &["train.resume=auto"]).unwrap().hash(), h);
+        // The resolved YAML composes again to the same config.
+        let again = from_resolved(&c.resolved(), Path::new("/elsewhere/config.yaml")).unwrap();
+        assert_eq!(again.hash(), h);
+        assert_eq!(again.data.events, c.data.events);
+    }
+
+    #[test]
+    fn overrides_parse_yaml_values_and_create_sections() {
+        let c = load(BASE, &["train.epochs=7", "data.classes=[a, b, c]", "augmentation.use_mixup=true"]).unwrap();
+        assert_eq!(c.train.epochs, 7);
+        assert_eq!(c.data.classes.len(), 3);
+        assert!(c.augmentation.use_mixup);
+        let c = load(BASE, &["train.run_dir=out/r1", "data.splits.test_ood=t.csv"]).unwrap();
+        assert_eq!(c.run_dir(), PathBuf::from("/cfg/dir/out/r1"));
+        assert_eq!(c.data.splits["test_ood"], PathBuf::from("/cfg/dir/t.csv"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_path_and_suggest() {
+        let m = msg(load(&format!("{BASE}  epochz: 3\n"), &[]));
+        assert!(m.contains("train.epochz") && m.contains("did you mean `epochs`"), "{m}");
+        let m = msg(load(BASE, &["train.seeed=1"]));
+        assert!(m.contains("train.seeed") && m.contains("`seed`"), "{m}");
+        let m = msg(load(&format!("{BASE}trian:\n  epochs: 1\n"), &[]));
+        assert!(m.contains("`trian`") && m.contains("did you mean `train`"), "{m}");
+        let m = msg(load(BASE, &["optimm.lr=1"]));
+        assert!(m.contains("optimm") && m.contains("`optim`"), "{m}");
+        let m = msg(load(BASE, &["train.amp=bf61"]));
+        assert!(m.contains("train.amp") && m.contains("bf16"), "{m}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_name_key_and_value() {
+        let m = msg(load(BASE, &["train.epochs=three"]));
+        assert!(m.contains("train.epochs") && m.contains("three"), "{m}");
+        let m = msg(load(BASE, &["data.fps=-2"]));
+        assert!(m.contains("data.fps") && m.contains("-2"), "{m}");
+        let m = msg(load(BASE, &["train.metric_key=f1_tial"]));
+        assert!(m.contains("train.metric_key") && m.contains("f1_tail"), "{m}");
+        let m = msg(load(BASE, &["train.epochs"]));
+        assert!(m.contains("key=value"), "{m}");
+        let m = msg(load(BASE, &["train.epochs.x=1"]));
+        assert!(m.contains("train.epochs"), "{m}");
+        let m = msg(load("- a\n- b\n", &[]));
+        assert!(m.contains("mapping"), "{m}");
+    }
+
+    #[test]
+    fn every_config_in_configs_composes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                RunConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "expected the reference configs in {}", dir.display());
+    }
+}

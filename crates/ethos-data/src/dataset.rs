@@ -1,0 +1,266 @@
+//! [`ClipDataset`]: the uint8 clip of each event of a split, from one of three places that agree
+//! (within codec noise):
+//!
+//! - **source**: [`ClipSampler`] seeks into the long source video;
+//! - **clip_dir**: the extracted clip `evt_XXXX_behavior.mp4`, whose time 0 is the event start;
+//! - **cache**: the decoded-clip cache ([`crate::cache`]); missing or corrupt entries are decoded
+//!   from the source and written (so a run never uses a bad entry).
+//!
+//! Every mode samples the same times: the `N` times of the event's [`ClipRequest`] grid shifted by
+//! a whole number of frames `j` (`|j| <= M`, the temporal jitter), scales the short side to
+//! `data.cache_short_side` and crops the manifest ROI (in all modes: extracted clips are expected
+//! to be full-frame).
+//!
+//! [`ClipRequest`]: ethos_video::ClipRequest
+
+use std::path::{Path, PathBuf};
+
+use ethos_video::{Clip, ClipSampler, Resize};
+
+use crate::cache::{BuildReport, CacheJob, CacheParams, ClipCache, EntryStatus, IdentityCache, build_entries, extended_times};
+use crate::config::{DataConfig, DataMode, OnBadVideo};
+use crate::error::DataError;
+use crate::manifest::{Event, EventsManifest, clip_file_name, load_split};
+
+/// One event of a dataset with where its frames come from.
+#[derive(Debug, Clone)]
+pub struct DatasetItem {
+    /// The event (window, label, ROI).
+    pub event: Event,
+    /// Its source video (videos root joined).
+    pub source: PathBuf,
+    /// Its extracted clip (clip_dir mode).
+    pub clip_file: Option<PathBuf>,
+    /// Its cache key (cache mode).
+    pub cache_key: Option<String>,
+}
+
+/// The events of one split as uint8 clips `(N, H, W, 3)` with short side `data.cache_short_side`.
+#[derive(Debug)]
+pub struct ClipDataset {
+    split: String,
+    mode: DataMode,
+    items: Vec<DatasetItem>,
+    cache: ClipCache,
+    sampler: ClipSampler,
+    num_classes: usize,
+}
+
+/// Loads the events of `split` named in the config (events CSV + split CSV, all validated).
+pub fn load_split_events(cfg: &DataConfig, split: &str) -> Result<Vec<Event>, DataError> {
+    let Some(split_csv) = cfg.splits.get(split) else {
+        return Err(DataError::UnknownSplit {
+            split: split.to_string(),
+            known: cfg.splits.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let manifest = EventsManifest::load(&cfg.events, Some(&cfg.videos_root), &cfg.classes)?;
+    Ok(load_split(split_csv, &manifest)?)
+}
+
+/// The cache parameters a config implies.
+pub fn cache_params(cfg: &DataConfig) -> CacheParams {
+    CacheParams { fps: cfg.fps, num_frames: cfg.num_frames, margin: cfg.jitter_frames, short_side: cfg.cache_short_side }
+}
+
+impl ClipDataset {
+    /// Opens `split` in `cfg.mode`. In cache mode, missing or corrupt entries are built first
+    /// (with `cfg.num_workers` threads); events whose video fails to decode stop it with every one
+    /// listed (`on_bad_video: fail`) or are left out with a warning (`skip`).
+    pub fn open(cfg: &DataConfig, split: &str) -> Result<Self, DataError> {
+        Self::open_with_mode(cfg, split, cfg.mode)
+    }
+
+    /// As [`ClipDataset::open`] with another mode.
+    pub fn open_with_mode(cfg: &DataConfig, split: &str, mode: DataMode) -> Result<Self, DataError> {
+        let events = load_split_events(cfg, split)?;
+        let mut ds = Self::from_events(cfg, split, events, mode)?;
+        if mode == DataMode::Cache {
+            let report = ds.ensure_cache(cfg.num_workers.max(1), false, &|_, _| {})?;
+            ds.apply_bad_videos(&report, cfg.on_bad_video)?;
+        }
+        Ok(ds)
+    }
+
+    /// A dataset of `events` (already validated) without touching the cache.
+    pub fn from_events(cfg: &DataConfig, split: &str, events: Vec<Event>, mode: DataMode) -> Result<Self, DataError> {
+        let cache = ClipCache::new(&cfg.cache_dir, cache_params(cfg));
+        let identities = IdentityCache::default();
+        let mut items = Vec::with_capacity(events.len());
+        for event in events {
+            let source = cfg.videos_root.join(&event.video);
+            let clip_file = match (mode, &cfg.clip_dir) {
+                (DataMode::ClipDir, Some(dir)) => Some(dir.join(clip_file_name(event.event_idx, &event.behavior))),
+                _ => None,
+            };
+            let cache_key = match mode {
+                DataMode::Cache => Some(cache.key(&identities.get(&source)?, &event)),
+                _ => None,
+            };
+            items.push(DatasetItem { event, source, clip_file, cache_key });
+        }
+        if mode == DataMode::ClipDir {
+            let missing: Vec<String> = items
+                .iter()
+                .filter_map(|i| i.clip_file.as_ref().filter(|p| !p.is_file()).map(|p| p.display().to_string()))
+                .collect();
+            if !missing.is_empty() {
+                return Err(DataError::BadVideos(
+                    items
+                        .iter()
+                        .filter(|i| i.clip_file.as_ref().is_some_and(|p| !p.is_file()))
+                        .map(|i| crate::error::BadVideo {
+                            event_idx: i.event.event_idx,
+                            path: i.clip_file.clone().unwrap_or_default(),
+                            reason: "extracted clip is missing (run `ethos extract`)".into(),
+                        })
+                        .collect(),
+                ));
+            }
+        }
+        Ok(Self {
+            split: split.to_string(),
+            mode,
+            items,
+            cache,
+            sampler: ClipSampler::new(1),
+            num_classes: cfg.classes.len(),
+        })
+    }
+
+    /// Builds missing (and, with `full_check`, corrupt) cache entries of this dataset.
+    pub fn ensure_cache(
+        &self,
+        threads: usize,
+        full_check: bool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<BuildReport, DataError> {
+        build_entries(&self.cache, &self.cache_jobs(), threads, full_check, progress)
+    }
+
+    /// The cache jobs of this dataset (cache mode only; empty otherwise).
+    pub fn cache_jobs(&self) -> Vec<CacheJob> {
+        self.items
+            .iter()
+            .filter_map(|i| {
+                i.cache_key.as_ref().map(|key| CacheJob { event: i.event.clone(), source: i.source.clone(), key: key.clone() })
+            })
+            .collect()
+    }
+
+    /// Applies `on_bad_video` to the failures of a cache build: an error listing them all, or
+    /// leaving those events out with a warning.
+    pub fn apply_bad_videos(&mut self, report: &BuildReport, policy: OnBadVideo) -> Result<(), DataError> {
+        if report.bad.is_empty() {
+            return Ok(());
+        }
+        match policy {
+            OnBadVideo::Fail => Err(DataError::BadVideos(report.bad.clone())),
+            OnBadVideo::Skip => {
+                for b in &report.bad {
+                    tracing::warn!(split = %self.split, "skipping {b}");
+                }
+                self.items.retain(|i| !report.bad.iter().any(|b| b.event_idx == i.event.event_idx));
+                Ok(())
+            }
+        }
+    }
+
+    /// The split name.
+    pub fn split(&self) -> &str {
+        &self.split
+    }
+
+    /// Where clips come from.
+    pub fn mode(&self) -> DataMode {
+        self.mode
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when the split has no events.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The events with their files.
+    pub fn items(&self) -> &[DatasetItem] {
+        &self.items
+    }
+
+    /// Number of classes of the config.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Class index of every item (sampler input).
+    pub fn labels(&self) -> Vec<usize> {
+        self.items.iter().map(|i| i.event.class_index).collect()
+    }
+
+    /// Position of the event with id `event_idx`.
+    pub fn position_of(&self, event_idx: u32) -> Result<usize, DataError> {
+        self.items
+            .iter()
+            .position(|i| i.event.event_idx == event_idx)
+            .ok_or_else(|| DataError::UnknownEvent { event_idx, split: self.split.clone() })
+    }
+
+    /// The temporal jitter range `M` in frames.
+    pub fn margin(&self) -> usize {
+        self.cache.params().margin
+    }
+
+    /// The uint8 clip of item `index` shifted by `offset` whole frames (`|offset| <= M`).
+    pub fn load(&self, index: usize, offset: i32) -> Result<Clip, DataError> {
+        let item = &self.items[index];
+        let p = self.cache.params();
+        let m = p.margin as i64;
+        let first = (m + (offset as i64).clamp(-m, m)) as usize;
+        let n = p.num_frames;
+        let times = || {
+            let e = &item.event;
+            extended_times(e.start_s, e.duration_s, p.fps, n, p.margin)[first..first + n].to_vec()
+        };
+        let video_err = |source| DataError::Video { event_idx: item.event.event_idx, source };
+        match self.mode {
+            DataMode::Source => Ok(self
+                .sampler
+                .sample_times(&item.source, &times(), item.event.roi, Resize::ShortSide(p.short_side))
+                .map_err(video_err)?
+                .clip),
+            DataMode::ClipDir => {
+                let path = item.clip_file.as_deref().unwrap_or(Path::new(""));
+                let local: Vec<f64> = times().iter().map(|t| t - item.event.start_s).collect();
+                Ok(self
+                    .sampler
+                    .sample_times(path, &local, item.event.roi, Resize::ShortSide(p.short_side))
+                    .map_err(video_err)?
+                    .clip)
+            }
+            DataMode::Cache => {
+                let key = item.cache_key.as_deref().unwrap_or_default();
+                match self.cache.read_frames(key, first, n) {
+                    Ok(clip) => Ok(clip),
+                    Err(err @ (DataError::CorruptCache { .. } | DataError::Io { .. })) => {
+                        if !matches!(self.cache.status(key, false), EntryStatus::Missing) {
+                            tracing::warn!("{err}; rebuilding it");
+                        }
+                        let full = self.cache.build(&self.sampler, &item.source, &item.event, key)?;
+                        let len = full.frame_len();
+                        Ok(Clip {
+                            frames: n,
+                            height: full.height,
+                            width: full.width,
+                            data: full.data[first * len..(first + n) * len].to_vec(),
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+}

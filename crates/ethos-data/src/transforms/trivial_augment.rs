@@ -1,0 +1,540 @@
+//! TrivialAugmentWide (Müller & Hutter 2021) as torchvision defines it for uint8 images: one of 14
+//! operations with one of 31 magnitude bins (and a random sign for signed ops), drawn once per clip
+//! and applied to every frame. Ops that use image statistics (Contrast, AutoContrast, Equalize)
+//! compute them per frame, as torchvision does on a `(T, C, H, W)` video tensor.
+//!
+//! The arithmetic follows torchvision's tensor kernels (`transforms/v2/functional`): float32
+//! intermediate values, truncation on the cast back to uint8, nearest-neighbour sampling on
+//! torchvision's affine grid with zero fill.
+
+use ethos_video::Clip;
+use rand::Rng;
+
+/// The 14 operations of TrivialAugmentWide, in torchvision's order (the op draw indexes this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AugmentOp {
+    /// No change.
+    Identity,
+    /// Shear along x about the top-left corner by `atan(m)` (m in [-0.99, 0.99]).
+    ShearX,
+    /// Shear along y about the top-left corner.
+    ShearY,
+    /// Shift by `int(m)` pixels along x (m in [-32, 32]).
+    TranslateX,
+    /// Shift by `int(m)` pixels along y.
+    TranslateY,
+    /// Rotate counter-clockwise by `m` degrees about the centre (m in [-135, 135]).
+    Rotate,
+    /// Multiply by `1 + m`.
+    Brightness,
+    /// Blend with the greyscale image by `1 + m` (saturation).
+    Color,
+    /// Blend with the frame's mean grey by `1 + m`.
+    Contrast,
+    /// Blend with a 3x3 smoothed image by `1 + m` (borders kept).
+    Sharpness,
+    /// Keep the top `m` bits (m in 8..=2).
+    Posterize,
+    /// Invert values >= `255 * m` (m in [1, 0]).
+    Solarize,
+    /// Stretch each channel of each frame to [0, 255].
+    AutoContrast,
+    /// PIL-style histogram equalisation per channel of each frame.
+    Equalize,
+}
+
+/// All ops in torchvision's order.
+pub const ALL_OPS: [AugmentOp; 14] = [
+    AugmentOp::Identity,
+    AugmentOp::ShearX,
+    AugmentOp::ShearY,
+    AugmentOp::TranslateX,
+    AugmentOp::TranslateY,
+    AugmentOp::Rotate,
+    AugmentOp::Brightness,
+    AugmentOp::Color,
+    AugmentOp::Contrast,
+    AugmentOp::Sharpness,
+    AugmentOp::Posterize,
+    AugmentOp::Solarize,
+    AugmentOp::AutoContrast,
+    AugmentOp::Equalize,
+];
+
+/// Number of magnitude bins of TrivialAugmentWide.
+pub const NUM_BINS: usize = 31;
+
+// torch.linspace(0, 0.99, 31), torch.linspace(0, 32, 31) and torch.linspace(1, 0, 31) in float32 as
+// PyTorch's CPU kernel produces them. They differ from the exact values by an ulp in places, which
+// matters: `int(15.999999)` is a 15-pixel translation in torchvision, not 16.
+const LINSPACE_0_99: [f32; NUM_BINS] = [
+    0.0, 0.033, 0.066, 0.099, 0.132, 0.16499999, 0.198, 0.231, 0.264, 0.297, 0.32999998, 0.363, 0.396, 0.429, 0.462, 0.495, 0.528, 0.561, 0.594, 0.62700003, 0.66, 0.693, 0.726, 0.759, 0.792, 0.825, 0.85800004, 0.89100003, 0.924, 0.957, 0.99,
+];
+const LINSPACE_32: [f32; NUM_BINS] = [
+    0.0, 1.0666667, 2.1333334, 3.2000003, 4.266667, 5.3333335, 6.4000006, 7.466667, 8.533334, 9.6, 10.666667, 11.733334, 12.800001, 13.866668, 14.933334, 15.999999, 17.066666, 18.133333, 19.199999, 20.266666, 21.333332, 22.4, 23.466667, 24.533333, 25.6, 26.666666, 27.733334, 28.8, 29.866667, 30.933332, 32.0,
+];
+const LINSPACE_1_0: [f32; NUM_BINS] = [
+    1.0, 0.96666664, 0.93333334, 0.9, 0.8666667, 0.8333333, 0.8, 0.76666665, 0.73333335, 0.7, 0.6666666, 0.6333333, 0.59999996, 0.56666666, 0.5333333, 0.5, 0.4666667, 0.43333337, 0.40000004, 0.36666667, 0.33333334, 0.3, 0.26666668, 0.23333335, 0.20000002, 0.16666667, 0.13333334, 0.10000001, 0.06666667, 0.033333335, 0.0,
+];
+
+/// One drawn augmentation: the op and its signed magnitude (torchvision's `magnitude` argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AugmentParams {
+    /// The operation.
+    pub op: AugmentOp,
+    /// Its magnitude, sign applied (0 for ops without magnitude).
+    pub magnitude: f64,
+}
+
+/// The magnitude of `op` at `bin` (0..31), before the sign. Ops without magnitude give 0.
+pub fn magnitude(op: AugmentOp, bin: usize) -> f64 {
+    use AugmentOp::*;
+    match op {
+        Identity | AutoContrast | Equalize => 0.0,
+        ShearX | ShearY | Brightness | Color | Contrast | Sharpness => LINSPACE_0_99[bin] as f64,
+        TranslateX | TranslateY => LINSPACE_32[bin] as f64,
+        // linspace(0, 135, 31) is exact in float32: multiples of 4.5.
+        Rotate => 4.5 * bin as f64,
+        // 8 - round(bin / 5): bins 0..=2 -> 8 bits, ..., 28..=30 -> 2 bits (no ties occur).
+        Posterize => (8 - (bin as f64 / 5.0).round_ties_even() as i64) as f64,
+        Solarize => LINSPACE_1_0[bin] as f64,
+    }
+}
+
+fn is_signed(op: AugmentOp) -> bool {
+    use AugmentOp::*;
+    matches!(op, ShearX | ShearY | TranslateX | TranslateY | Rotate | Brightness | Color | Contrast | Sharpness)
+}
+
+/// Draws one TrivialAugmentWide setting. Always three draws, in order: op, bin, sign, so the
+/// stream position after it does not depend on the op.
+pub fn sample_params(rng: &mut impl Rng) -> AugmentParams {
+    let op = ALL_OPS[rng.random_range(0..ALL_OPS.len())];
+    let bin = rng.random_range(0..NUM_BINS);
+    let negative = rng.random_bool(0.5);
+    let mut m = magnitude(op, bin);
+    if is_signed(op) && negative {
+        m = -m;
+    }
+    AugmentParams { op, magnitude: m }
+}
+
+/// Applies `params` to every frame of `clip`.
+pub fn apply(clip: &mut Clip, params: AugmentParams) {
+    let (h, w) = (clip.height, clip.width);
+    if clip.frames == 0 || h == 0 || w == 0 {
+        return;
+    }
+    let m = params.magnitude;
+    let mut scratch = vec![0u8; h * w * 3];
+    for t in 0..clip.frames {
+        let frame = clip.frame_mut(t);
+        use AugmentOp::*;
+        match params.op {
+            Identity => {}
+            ShearX => {
+                let s = m.atan().to_degrees();
+                let matrix = inverse_affine([-(w as f64) * 0.5, -(h as f64) * 0.5], 0.0, [0.0, 0.0], [s, 0.0]);
+                affine_nearest(frame, &mut scratch, h, w, matrix);
+            }
+            ShearY => {
+                let s = m.atan().to_degrees();
+                let matrix = inverse_affine([-(w as f64) * 0.5, -(h as f64) * 0.5], 0.0, [0.0, 0.0], [0.0, s]);
+                affine_nearest(frame, &mut scratch, h, w, matrix);
+            }
+            TranslateX => {
+                let matrix = inverse_affine([0.0, 0.0], 0.0, [m.trunc(), 0.0], [0.0, 0.0]);
+                affine_nearest(frame, &mut scratch, h, w, matrix);
+            }
+            TranslateY => {
+                let matrix = inverse_affine([0.0, 0.0], 0.0, [0.0, m.trunc()], [0.0, 0.0]);
+                affine_nearest(frame, &mut scratch, h, w, matrix);
+            }
+            Rotate => rotate(frame, &mut scratch, h, w, m),
+            Brightness => {
+                let f = (1.0 + m) as f32;
+                for v in frame.iter_mut() {
+                    *v = to_u8(*v as f32 * f);
+                }
+            }
+            Color => {
+                let ratio = (1.0 + m) as f32;
+                let other = (1.0 - (1.0 + m)) as f32;
+                for px in frame.chunks_exact_mut(3) {
+                    let grey = grey_floor(px) * other;
+                    for v in px.iter_mut() {
+                        *v = to_u8(*v as f32 * ratio + grey);
+                    }
+                }
+            }
+            Contrast => {
+                let sum: f64 = frame.chunks_exact(3).map(|px| grey_floor(px) as f64).sum();
+                let mean = (sum / (h * w) as f64) as f32;
+                let ratio = (1.0 + m) as f32;
+                let grey = mean * (1.0 - (1.0 + m)) as f32;
+                for v in frame.iter_mut() {
+                    *v = to_u8(*v as f32 * ratio + grey);
+                }
+            }
+            Sharpness => sharpness(frame, &mut scratch, h, w, 1.0 + m),
+            Posterize => {
+                let bits = m as u32;
+                let mask = (((1u32 << bits) - 1) << (8 - bits)) as u8;
+                for v in frame.iter_mut() {
+                    *v &= mask;
+                }
+            }
+            Solarize => {
+                let threshold = (255.0 * m) as f32;
+                for v in frame.iter_mut() {
+                    if *v as f32 >= threshold {
+                        *v = 255 - *v;
+                    }
+                }
+            }
+            AutoContrast => autocontrast(frame),
+            Equalize => equalize(frame),
+        }
+    }
+}
+
+/// float32 -> uint8 as torch's `clamp(0, 255).to(uint8)`: clamp, then truncate.
+fn to_u8(v: f32) -> u8 {
+    v.clamp(0.0, 255.0) as u8
+}
+
+/// torchvision's greyscale `floor(0.2989 r + 0.587 g + 0.114 b)` in float32 (fused adds, as the
+/// vectorised kernel computes them).
+fn grey_floor(px: &[u8]) -> f32 {
+    let l = px[0] as f32 * 0.2989f32;
+    let l = (px[1] as f32).mul_add(0.587f32, l);
+    (px[2] as f32).mul_add(0.114f32, l).floor()
+}
+
+/// torchvision `_get_inverse_affine_matrix(center, angle, translate, scale=1, shear)`: the 2x3
+/// matrix mapping output coordinates (relative to the image centre) to input coordinates.
+fn inverse_affine(center: [f64; 2], angle_deg: f64, translate: [f64; 2], shear_deg: [f64; 2]) -> [f64; 6] {
+    let rot = angle_deg.to_radians();
+    let sx = shear_deg[0].to_radians();
+    let sy = shear_deg[1].to_radians();
+    let [cx, cy] = center;
+    let [tx, ty] = translate;
+    let a = (rot - sy).cos() / sy.cos();
+    let b = -(rot - sy).cos() * sx.tan() / sy.cos() - rot.sin();
+    let c = (rot - sy).sin() / sy.cos();
+    let d = -(rot - sy).sin() * sx.tan() / sy.cos() + rot.cos();
+    let mut m = [d, -b, 0.0, -c, a, 0.0];
+    m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty);
+    m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty);
+    m[2] += cx;
+    m[5] += cy;
+    m
+}
+
+/// Nearest-neighbour warp on torchvision's grid (`_affine_grid` + `grid_sample(align_corners=False)`,
+/// float32), zero outside the frame.
+fn affine_nearest(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, matrix: [f64; 6]) {
+    let (hw, hh) = (0.5 * w as f32, 0.5 * h as f32);
+    // rescaled_theta = theta^T / [w/2, h/2]
+    let t: [f32; 6] = matrix.map(|v| v as f32);
+    let (x0, x1, x2) = (t[0] / hw, t[1] / hw, t[2] / hw);
+    let (y0, y1, y2) = (t[3] / hh, t[4] / hh, t[5] / hh);
+    let (wf, hf) = (w as f32, h as f32);
+    for oy in 0..h {
+        let by = oy as f32 + 0.5 - hh;
+        for ox in 0..w {
+            let bx = ox as f32 + 0.5 - hw;
+            let gx = bx * x0 + by * x1 + x2;
+            let gy = bx * y0 + by * y1 + y2;
+            let ix = (((gx + 1.0) * wf - 1.0) / 2.0).round_ties_even();
+            let iy = (((gy + 1.0) * hf - 1.0) / 2.0).round_ties_even();
+            let o = (oy * w + ox) * 3;
+            if ix >= 0.0 && iy >= 0.0 && ix < wf && iy < hf {
+                let i = (iy as usize * w + ix as usize) * 3;
+                scratch[o..o + 3].copy_from_slice(&frame[i..i + 3]);
+            } else {
+                scratch[o..o + 3].fill(0);
+            }
+        }
+    }
+    frame.copy_from_slice(scratch);
+}
+
+/// torchvision `rotate(angle)` without expand: exact transposes for multiples of 90 degrees where
+/// torchvision takes them, otherwise the affine warp with the negated angle.
+fn rotate(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, angle: f64) {
+    let angle = angle.rem_euclid(360.0);
+    let quarter_turns = match angle {
+        a if a == 0.0 => return,
+        a if a == 180.0 => 2,
+        a if a == 90.0 && h == w => 1,
+        a if a == 270.0 && h == w => 3,
+        _ => {
+            let matrix = inverse_affine([0.0, 0.0], -angle, [0.0, 0.0], [0.0, 0.0]);
+            return affine_nearest(frame, scratch, h, w, matrix);
+        }
+    };
+    for y in 0..h {
+        for x in 0..w {
+            // Counter-clockwise quarter turns (torch.rot90 on dims (H, W)).
+            let (sy, sx) = match quarter_turns {
+                1 => (x, w - 1 - y),
+                2 => (h - 1 - y, w - 1 - x),
+                _ => (h - 1 - x, y),
+            };
+            let (o, i) = ((y * w + x) * 3, (sy * w + sx) * 3);
+            scratch[o..o + 3].copy_from_slice(&frame[i..i + 3]);
+        }
+    }
+    frame.copy_from_slice(scratch);
+}
+
+/// torchvision `adjust_sharpness`: blend with the 3x3 [1 1 1; 1 5 1; 1 1 1]/13 smoothing (rounded to
+/// uint8) inside the border, `x + (1 - factor) * (blur - x)` in float32, truncated.
+fn sharpness(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, factor: f64) {
+    if h <= 2 || w <= 2 {
+        return;
+    }
+    let alpha = (1.0 - factor) as f32;
+    scratch.copy_from_slice(frame);
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            for c in 0..3 {
+                let at = |yy: usize, xx: usize| scratch[(yy * w + xx) * 3 + c] as u32;
+                let mut sum = 4 * at(y, x);
+                for yy in y - 1..=y + 1 {
+                    for xx in x - 1..=x + 1 {
+                        sum += at(yy, xx);
+                    }
+                }
+                // sum / 13 is never exactly halfway, so integer rounding equals torch's float32 round.
+                let blur = ((2 * sum + 13) / 26) as f32;
+                let v = at(y, x) as f32;
+                frame[(y * w + x) * 3 + c] = to_u8((blur - v).mul_add(alpha, v));
+            }
+        }
+    }
+}
+
+/// torchvision `autocontrast` (v2 arithmetic): per channel, `(v - min) / ((max - min) / 255)`.
+fn autocontrast(frame: &mut [u8]) {
+    for c in 0..3 {
+        let (mut lo, mut hi) = (255u8, 0u8);
+        for px in frame.chunks_exact(3) {
+            lo = lo.min(px[c]);
+            hi = hi.max(px[c]);
+        }
+        if lo == hi {
+            continue;
+        }
+        let inv_scale = (hi - lo) as f32 * (1.0f64 / 255.0) as f32;
+        let lo = lo as f32;
+        for px in frame.chunks_exact_mut(3) {
+            px[c] = to_u8((px[c] as f32 - lo) / inv_scale);
+        }
+    }
+}
+
+/// PIL / torchvision `equalize` per channel: `lut[k] = (cum[k-1] + step/2) / step` with
+/// `step = (pixels - count of the largest value) / 255`; unchanged when step is 0.
+fn equalize(frame: &mut [u8]) {
+    let pixels = frame.len() / 3;
+    for c in 0..3 {
+        let mut hist = [0usize; 256];
+        for px in frame.chunks_exact(3) {
+            hist[px[c] as usize] += 1;
+        }
+        let last = hist.iter().rposition(|&n| n > 0).unwrap_or(0);
+        let step = (pixels - hist[last]) / 255;
+        if step == 0 {
+            continue;
+        }
+        let mut lut = [0u8; 256];
+        let mut cum = 0usize;
+        for k in 1..256 {
+            cum += hist[k - 1];
+            lut[k] = ((cum + step / 2) / step).min(255) as u8;
+        }
+        for px in frame.chunks_exact_mut(3) {
+            px[c] = lut[px[c] as usize];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1-frame clip from rows of RGB pixels.
+    fn clip_of(h: usize, w: usize, pixels: &[[u8; 3]]) -> Clip {
+        assert_eq!(pixels.len(), h * w);
+        Clip { frames: 1, height: h, width: w, data: pixels.iter().flatten().copied().collect() }
+    }
+
+    /// A 4x4 grey-level ramp (v, v, v) with v = 10 * (4y + x) + 20: 20..170.
+    fn ramp() -> Clip {
+        let px: Vec<[u8; 3]> = (0..16).map(|i| [(10 * i + 20) as u8; 3]).collect();
+        clip_of(4, 4, &px)
+    }
+
+    fn grey(clip: &Clip) -> Vec<u8> {
+        clip.data.chunks_exact(3).map(|p| p[0]).collect()
+    }
+
+    fn run(op: AugmentOp, magnitude: f64, clip: &Clip) -> Clip {
+        let mut out = clip.clone();
+        apply(&mut out, AugmentParams { op, magnitude });
+        // Two frames with the same content stay identical (one parameter set per clip).
+        let mut two = Clip { frames: 2, height: clip.height, width: clip.width, data: clip.data.repeat(2) };
+        apply(&mut two, AugmentParams { op, magnitude });
+        assert_eq!(two.frame(0), two.frame(1));
+        assert_eq!(two.frame(0), out.frame(0));
+        out
+    }
+
+    #[test]
+    fn magnitude_tables_match_torchvision() {
+        assert_eq!(magnitude(AugmentOp::ShearX, 30), 0.99f32 as f64);
+        assert_eq!(magnitude(AugmentOp::TranslateX, 15) as i64, 15); // torch gives 15.999999
+        assert_eq!(magnitude(AugmentOp::TranslateX, 30), 32.0);
+        assert_eq!(magnitude(AugmentOp::Rotate, 20), 90.0);
+        let bits: Vec<i64> = (0..31).map(|b| magnitude(AugmentOp::Posterize, b) as i64).collect();
+        assert_eq!(&bits[..9], &[8, 8, 8, 7, 7, 7, 7, 7, 6]);
+        assert_eq!(bits[30], 2);
+        assert_eq!(magnitude(AugmentOp::Solarize, 0), 1.0);
+        assert_eq!(magnitude(AugmentOp::Solarize, 30), 0.0);
+        for b in 0..31 {
+            let exact = 1.0 - b as f64 / 30.0;
+            assert!((magnitude(AugmentOp::Solarize, b) - exact).abs() < 1e-6);
+            assert!((magnitude(AugmentOp::Brightness, b) - 0.99 * b as f64 / 30.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn identity_and_draws() {
+        let c = ramp();
+        assert_eq!(run(AugmentOp::Identity, 0.0, &c), c);
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(3);
+        use rand::SeedableRng;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let p = sample_params(&mut rng);
+            seen.insert(format!("{:?}", p.op));
+            if !is_signed(p.op) {
+                assert!(p.magnitude >= 0.0);
+            }
+        }
+        assert_eq!(seen.len(), 14);
+    }
+
+    #[test]
+    fn translate_shifts_with_zero_fill() {
+        let c = ramp();
+        // TranslateX by int(2.13) = 2: output x reads input x - 2.
+        let out = grey(&run(AugmentOp::TranslateX, 2.1333334, &c));
+        assert_eq!(out, vec![0, 0, 20, 30, 0, 0, 60, 70, 0, 0, 100, 110, 0, 0, 140, 150]);
+        // Negative: int(-1.07) = -1 moves content up by one row.
+        let out = grey(&run(AugmentOp::TranslateY, -1.0666667, &c));
+        assert_eq!(out, vec![60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn shear_is_about_the_top_left_corner() {
+        let c = ramp();
+        // ShearX, m = 0.5: torchvision's inverse map about the top-left corner reads
+        // x_in = x_out + m * y_out (pixel centres, y = row + 0.5): row shifts 0.25, 0.75, 1.25, 1.75
+        // round (half to even on the source index) to 0, 1, 1, 2; zero fill on the right.
+        let out = grey(&run(AugmentOp::ShearX, 0.5, &c));
+        assert_eq!(out, vec![20, 30, 40, 50, 70, 80, 90, 0, 110, 120, 130, 0, 160, 170, 0, 0]);
+        // ShearY: y_in = y_out + m * x_out, column shifts 0, 1, 1, 2.
+        let out = grey(&run(AugmentOp::ShearY, 0.5, &c));
+        assert_eq!(out, vec![20, 70, 80, 130, 60, 110, 120, 170, 100, 150, 160, 0, 140, 0, 0, 0]);
+    }
+
+    #[test]
+    fn rotate_turns_counter_clockwise() {
+        let c = ramp();
+        let out = grey(&run(AugmentOp::Rotate, 90.0, &c));
+        // Counter-clockwise: the top row becomes the left column, read bottom to top.
+        assert_eq!(&out[..4], &[50, 90, 130, 170]);
+        assert_eq!(out[12], 20);
+        let out = grey(&run(AugmentOp::Rotate, -90.0, &c));
+        assert_eq!(&out[..4], &[140, 100, 60, 20]);
+        // 45 degrees on a 4x4: corners fall outside (zero fill), the centre 2x2 stays inside.
+        let out = grey(&run(AugmentOp::Rotate, 45.0, &c));
+        assert_eq!(out, vec![0, 40, 90, 0, 30, 80, 120, 130, 60, 110, 120, 160, 0, 100, 150, 0]);
+        // A non-square frame at 90 degrees uses the affine warp; the centre row/col stays in place.
+        let px: Vec<[u8; 3]> = (0..6).map(|i| [(i * 10 + 10) as u8; 3]).collect();
+        let r = grey(&run(AugmentOp::Rotate, 180.0, &clip_of(2, 3, &px)));
+        assert_eq!(r, vec![60, 50, 40, 30, 20, 10]);
+    }
+
+    #[test]
+    fn colour_ops_match_their_definitions() {
+        let c = clip_of(1, 3, &[[100, 50, 200], [0, 255, 10], [30, 30, 30]]);
+        // Brightness 1 + 0.5: 100*1.5=150, 50*1.5=75, 200*1.5=300->255; 255*1.5->255; 10*1.5=15, 30*1.5=45.
+        assert_eq!(run(AugmentOp::Brightness, 0.5, &c).data, vec![150, 75, 255, 0, 255, 15, 45, 45, 45]);
+        // Color factor 0.5: grey = floor(.2989*100+.587*50+.114*200) = floor(82.04) = 82;
+        // 0.5*v + 0.5*82 -> 91, 66, 141.  Pixel 2: grey floor(150.82)=150 -> 75, 202(.5), 80.
+        let out = run(AugmentOp::Color, -0.5, &c).data;
+        assert_eq!(&out[..6], &[91, 66, 141, 75, 202, 80]);
+        assert_eq!(&out[6..], &[29, 29, 29]); // grey pixel: floor(29.99...)=29 -> 0.5*30+14.5 = 29.5 -> 29
+        // Contrast factor 2: greys 82, 150, 29 -> mean 87; 2v - 87.
+        let out = run(AugmentOp::Contrast, 1.0, &c).data;
+        assert_eq!(out, vec![113, 13, 255, 0, 255, 0, 0, 0, 0]);
+        // Posterize 3 bits: mask 0b1110_0000.
+        assert_eq!(run(AugmentOp::Posterize, 3.0, &c).data, vec![96, 32, 192, 0, 224, 0, 0, 0, 0]);
+        // Solarize at 255 * 0.5 = 127.5: values >= 127.5 are inverted.
+        assert_eq!(run(AugmentOp::Solarize, 0.5, &c).data, vec![100, 50, 55, 0, 0, 10, 30, 30, 30]);
+    }
+
+    #[test]
+    fn solarize_threshold_one_inverts_only_255() {
+        let c = clip_of(1, 2, &[[255, 254, 0], [128, 127, 1]]);
+        assert_eq!(run(AugmentOp::Solarize, 1.0, &c).data, vec![0, 254, 0, 128, 127, 1]);
+        assert_eq!(run(AugmentOp::Solarize, 0.0, &c).data, vec![0, 1, 255, 127, 128, 254]);
+    }
+
+    #[test]
+    fn sharpness_blends_interior_with_the_smoothed_image() {
+        // 3x3 with a bright centre: smoothed centre = (8*10 + 5*140)/13 = 60; borders unchanged.
+        let mut px = [[10u8; 3]; 9];
+        px[4] = [140; 3];
+        let c = clip_of(3, 3, &px);
+        // factor 2 (m = 1): centre = 140 + (1 - 2) * (60 - 140) = 220.
+        let out = grey(&run(AugmentOp::Sharpness, 1.0, &c));
+        assert_eq!(out, vec![10, 10, 10, 10, 220, 10, 10, 10, 10]);
+        // factor 0.5: 140 - 0.5 * 80 = 100.
+        assert_eq!(grey(&run(AugmentOp::Sharpness, -0.5, &c))[4], 100);
+    }
+
+    #[test]
+    fn autocontrast_stretches_each_channel() {
+        // Red 50..150 -> 0..255; green constant stays; blue 0..255 unchanged.
+        let c = clip_of(1, 3, &[[50, 7, 0], [100, 7, 128], [150, 7, 255]]);
+        // Red 100: (100-50)/(100/255) = 127.5 -> 127. Red 150: 100 / (100 * f32(1/255)) is
+        // 254.99998 in float32, so torchvision gives 254, not 255.
+        assert_eq!(run(AugmentOp::AutoContrast, 0.0, &c).data, vec![0, 7, 0, 127, 7, 128, 254, 7, 255]);
+    }
+
+    #[test]
+    fn equalize_follows_pil() {
+        // 510 pixels: 255 of value 10, 170 of value 20, 85 of value 30 (the largest).
+        // step = (510 - 85) / 255 = 1; lut[10] = 0, lut[20] = (255 + 0) / 1 = 255 -> clamp 255,
+        // lut[30] = 425 -> 255. So 10 -> 0, 20 -> 255, 30 -> 255.
+        let mut px = vec![[10u8; 3]; 255];
+        px.extend(vec![[20u8; 3]; 170]);
+        px.extend(vec![[30u8; 3]; 85]);
+        let out = grey(&run(AugmentOp::Equalize, 0.0, &clip_of(1, 510, &px)));
+        assert_eq!(out[0], 0);
+        assert_eq!(out[300], 255);
+        assert_eq!(out[509], 255);
+        // 1020 pixels, values 0..=3 (255 each): step = 765/255 = 3; lut[k] = (255k + 1)/3 = 85k.
+        let px: Vec<[u8; 3]> = (0..1020).map(|i| [(i / 255) as u8; 3]).collect();
+        let out = grey(&run(AugmentOp::Equalize, 0.0, &clip_of(1, 1020, &px)));
+        assert_eq!((out[0], out[255], out[510], out[765]), (0, 85, 170, 255));
+        // Too few pixels (step 0): unchanged.
+        let c = ramp();
+        assert_eq!(run(AugmentOp::Equalize, 0.0, &c), c);
+    }
+}

@@ -1,0 +1,472 @@
+//! Builds any ethos video model from an architecture name plus a preset or config file, for the
+//! CLI (`ethos model forward|summary`, `ethos bench model`) and the trainer.
+//!
+//! Adding an architecture: one arm in [`build_model`] (and [`infer_num_classes`] if its classifier
+//! key is known) that returns a [`BuiltModel`].
+
+use std::path::{Path, PathBuf};
+
+use tch::{Tensor, nn};
+
+use crate::config::Arch;
+use crate::model::VideoModel;
+use crate::mvit::{Mvit, MvitConfig, MvitError};
+use crate::vjepa2::{
+    Vjepa2Config, Vjepa2Encoder, Vjepa2Error, Vjepa2ForVideoClassification, Vjepa2WeightLayout,
+};
+use crate::weights::LoadOptions;
+
+/// Errors of model building: unknown names, bad configs, arch/source combinations that do not exist.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The architecture name is not known.
+    #[error("unknown architecture `{0}` (known: mvit, r3d_18, vjepa2)")]
+    UnknownArch(String),
+    /// The preset name is not known for this architecture.
+    #[error("unknown {arch} preset `{preset}` (known: {known})")]
+    UnknownPreset {
+        /// Architecture.
+        arch: String,
+        /// The requested preset.
+        preset: String,
+        /// Known presets, comma-separated.
+        known: String,
+    },
+    /// A request that this architecture cannot serve (names what and why).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An MViT config or input problem.
+    #[error(transparent)]
+    Mvit(#[from] MvitError),
+    /// A V-JEPA 2 config, weights or input problem.
+    #[error(transparent)]
+    Vjepa2(#[from] Vjepa2Error),
+}
+
+impl RegistryError {
+    /// True when the user's names, files or values caused the error (every variant).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RegistryError::Mvit(e) => e.is_bad_input(),
+            RegistryError::Vjepa2(e) => e.is_bad_input(),
+            _ => true,
+        }
+    }
+}
+
+/// Where a model's architecture comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A built-in preset (`mvit_v2_s`, `mvit_demo`, ...).
+    Preset(String),
+    /// A config file (MViT: a reference `case.json` or a bare config JSON).
+    ConfigFile(PathBuf),
+}
+
+/// One row of `ethos model summary`: a layer or block, its output shape for one sample, the
+/// VarStore prefixes whose parameters it owns, and its FLOPs (2 x multiply-accumulates).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerInfo {
+    /// Layer name (reference naming: `conv_proj`, `blocks.3`, `head`).
+    pub name: String,
+    /// Output shape for batch 1.
+    pub output_shape: Vec<i64>,
+    /// Parameter-name prefixes of this layer (`blocks.3.`); the CLI sums the VarStore over them.
+    pub param_prefixes: Vec<String>,
+    /// Estimated FLOPs for batch 1 (convolutions, matmuls and linears only).
+    pub flops: f64,
+    /// Short human description (token grid, heads, pooling).
+    pub detail: String,
+}
+
+type InputCheck = Box<dyn Fn(&[i64]) -> Result<(), RegistryError> + Send>;
+type Summarize = Box<dyn Fn(&[i64]) -> Result<Vec<LayerInfo>, RegistryError> + Send>;
+
+/// A model built by [`build_model`] plus what the CLI needs around it.
+pub struct BuiltModel {
+    /// The model (parameters live in the VarStore passed to `build_model`).
+    pub model: Box<dyn VideoModel>,
+    /// The input shape the model is built for, batch 1, in its layout.
+    pub default_input: Vec<i64>,
+    /// Checks an input shape before running, with an error that names the shape.
+    pub check_input: InputCheck,
+    /// Per-layer shapes and FLOPs for an input shape.
+    pub summarize: Summarize,
+}
+
+/// Parses an architecture name (`mvit`, `r3d_18`, `vjepa2`).
+pub fn parse_arch(name: &str) -> Result<Arch, RegistryError> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| RegistryError::UnknownArch(name.to_string()))
+}
+
+/// The class count stored in a checkpoint's classifier, when the architecture's key is known.
+pub fn infer_num_classes(arch: Arch, tensors: &[(String, Tensor)]) -> Option<i64> {
+    let key = match arch {
+        Arch::Mvit => "head.1.weight",
+        Arch::Vjepa2 => "classifier.weight",
+        Arch::R3d18 => return None,
+    };
+    tensors
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, t)| t.size()[0])
+}
+
+/// Builds `arch` from a preset or config file under `vs`, with `num_classes` outputs when given
+/// (else the preset's default or the config file's value).
+pub fn build_model(
+    arch: Arch,
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    vs: &nn::Path,
+) -> Result<BuiltModel, RegistryError> {
+    match arch {
+        Arch::Mvit => build_mvit(source, num_classes, vs),
+        Arch::Vjepa2 => build_vjepa2(source, num_classes, vs, true),
+        Arch::R3d18 => Err(RegistryError::Unsupported(format!(
+            "architecture `{arch}` is not in the model registry yet"
+        ))),
+    }
+}
+
+/// Like [`build_model`], for loading `tensors` into the result: also returns the [`LoadOptions`] that
+/// map the checkpoint's key names onto the model's. V-JEPA 2 builds `VJEPA2ForVideoClassification` when
+/// the weights hold the pooler and classifier, else the encoder alone (whose `forward_t` gives features
+/// `(B, N, D)`, not logits); a bare `VJEPA2Model` checkpoint's `encoder.*` keys are renamed and the
+/// predictor is skipped.
+pub fn build_model_for_weights(
+    arch: Arch,
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    vs: &nn::Path,
+    tensors: &[(String, Tensor)],
+) -> Result<(BuiltModel, LoadOptions), RegistryError> {
+    match arch {
+        Arch::Vjepa2 => {
+            let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+            let layout = Vjepa2WeightLayout::detect(&keys);
+            let built = build_vjepa2(source, num_classes, vs, layout.has_classifier)?;
+            let opts = LoadOptions {
+                rename: layout.rename,
+                skip_prefixes: layout.skip_prefixes,
+                ..LoadOptions::default()
+            };
+            Ok((built, opts))
+        }
+        _ => Ok((
+            build_model(arch, source, num_classes, vs)?,
+            LoadOptions::default(),
+        )),
+    }
+}
+
+/// V-JEPA 2 presets: `vjepa2_vitl` is transformers' default config (ViT-L/16, 256 px, 64 frames).
+pub const VJEPA2_PRESETS: [&str; 1] = ["vjepa2_vitl"];
+
+/// Loads a V-JEPA 2 config from a Hugging Face `config.json` (or a folder holding one) or a preset,
+/// overriding the class count.
+pub fn vjepa2_config(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+) -> Result<Vjepa2Config, RegistryError> {
+    let mut config = match source {
+        ModelSource::Preset(name) if name == "vjepa2_vitl" => Vjepa2Config::default(),
+        ModelSource::Preset(name) => {
+            return Err(RegistryError::UnknownPreset {
+                arch: "vjepa2".into(),
+                preset: name.clone(),
+                known: VJEPA2_PRESETS.join(", "),
+            });
+        }
+        ModelSource::ConfigFile(path) => Vjepa2Config::from_file(path)?,
+    };
+    if let Some(k) = num_classes {
+        config.num_labels = Some(k);
+        config.id2label = None;
+    }
+    config.validate("model")?;
+    Ok(config)
+}
+
+fn build_vjepa2(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    vs: &nn::Path,
+    with_head: bool,
+) -> Result<BuiltModel, RegistryError> {
+    let config = vjepa2_config(source, num_classes)?;
+    let model: Box<dyn VideoModel> = if with_head {
+        Box::new(Vjepa2ForVideoClassification::new(vs, &config)?)
+    } else {
+        Box::new(Vjepa2Encoder::new(&(vs / "vjepa2" / "encoder"), &config)?)
+    };
+    let c = &config;
+    let default_input = vec![1, c.frames_per_clip, c.in_chans, c.crop_size, c.crop_size];
+    let check_config = config.clone();
+    let check_input: InputCheck =
+        Box::new(move |shape: &[i64]| Ok(check_config.check_input_shape(shape)?));
+    let summary_config = config.clone();
+    let summarize: Summarize =
+        Box::new(move |shape: &[i64]| vjepa2_summary(&summary_config, shape, with_head));
+    Ok(BuiltModel {
+        model,
+        default_input,
+        check_input,
+        summarize,
+    })
+}
+
+fn vjepa2_summary(
+    c: &Vjepa2Config,
+    shape: &[i64],
+    with_head: bool,
+) -> Result<Vec<LayerInfo>, RegistryError> {
+    c.check_input_shape(shape)?;
+    let [t, h, w] = c.token_grid(shape[1], shape[3], shape[4]);
+    let (n, d, m) = (
+        (t * h * w) as f64,
+        c.hidden_size as f64,
+        c.mlp_hidden() as f64,
+    );
+    let kernel = (c.in_chans * c.tubelet_size * c.patch_size * c.patch_size) as f64;
+    let tokens = t * h * w;
+    let enc = "vjepa2.encoder";
+    let mut rows = vec![LayerInfo {
+        name: "encoder.embeddings".into(),
+        output_shape: vec![1, tokens, c.hidden_size],
+        param_prefixes: vec![format!("{enc}.embeddings.")],
+        flops: 2.0 * n * d * kernel,
+        detail: format!(
+            "Conv3d {}->{} k=s=({}, {}, {}), token grid [{t}, {h}, {w}]",
+            c.in_chans, c.hidden_size, c.tubelet_size, c.patch_size, c.patch_size
+        ),
+    }];
+    let block = 2.0 * (4.0 * n * d * d + 2.0 * n * n * d + 2.0 * n * d * m);
+    for i in 0..c.num_hidden_layers {
+        rows.push(LayerInfo {
+            name: format!("encoder.layer.{i}"),
+            output_shape: vec![1, tokens, c.hidden_size],
+            param_prefixes: vec![format!("{enc}.layer.{i}.")],
+            flops: block,
+            detail: format!(
+                "{} heads, 3D RoPE, MLP {}",
+                c.num_attention_heads,
+                c.mlp_hidden()
+            ),
+        });
+    }
+    rows.push(LayerInfo {
+        name: "encoder.layernorm".into(),
+        output_shape: vec![1, tokens, c.hidden_size],
+        param_prefixes: vec![format!("{enc}.layernorm.")],
+        flops: 0.0,
+        detail: "LayerNorm".into(),
+    });
+    if with_head {
+        let pool_block = 2.0 * (4.0 * n * d * d + 2.0 * n * n * d + 2.0 * n * d * 4.0 * d);
+        let cross = 2.0 * (d * d + 2.0 * n * d * d + 2.0 * n * d + 2.0 * d * 4.0 * d);
+        rows.push(LayerInfo {
+            name: "pooler".into(),
+            output_shape: vec![1, c.hidden_size],
+            param_prefixes: vec!["pooler.".into()],
+            flops: c.num_pooler_layers as f64 * pool_block + cross,
+            detail: format!(
+                "{} self-attention layers + 1-query cross-attention",
+                c.num_pooler_layers
+            ),
+        });
+        rows.push(LayerInfo {
+            name: "classifier".into(),
+            output_shape: vec![1, c.num_labels()],
+            param_prefixes: vec!["classifier.".into()],
+            flops: 2.0 * d * c.num_labels() as f64,
+            detail: format!("Linear({}, {})", c.hidden_size, c.num_labels()),
+        });
+    }
+    Ok(rows)
+}
+
+/// Loads an MViT config from a preset (default 400 classes) or file, overriding the class count.
+pub fn mvit_config(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+) -> Result<MvitConfig, RegistryError> {
+    let mut config = match source {
+        ModelSource::Preset(name) => MvitConfig::preset(name, num_classes.unwrap_or(400))
+            .ok_or_else(|| RegistryError::UnknownPreset {
+                arch: "mvit".into(),
+                preset: name.clone(),
+                known: MvitConfig::PRESETS.join(", "),
+            })?,
+        ModelSource::ConfigFile(path) => MvitConfig::from_case_json(Path::new(path))?,
+    };
+    if let Some(k) = num_classes {
+        config.num_classes = k;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn build_mvit(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    vs: &nn::Path,
+) -> Result<BuiltModel, RegistryError> {
+    let config = mvit_config(source, num_classes)?;
+    let model = Mvit::new(vs, &config)?;
+    let default_input = vec![
+        1,
+        3,
+        config.temporal_size,
+        config.spatial_size[0],
+        config.spatial_size[1],
+    ];
+    let check_config = config.clone();
+    // The closure checks shapes without the model (which moves into the Box): a throwaway model on
+    // an unused VarStore would allocate all parameters again, so mirror Mvit::check_input's rules.
+    let check_input: InputCheck = Box::new(move |shape: &[i64]| {
+        let reject = |reason: String| {
+            Err(RegistryError::Mvit(MvitError::Input {
+                shape: shape.to_vec(),
+                reason,
+            }))
+        };
+        if shape.len() != 5 || shape[0] < 1 || shape[1] != 3 {
+            return reject("expected (B >= 1, 3, T, H, W)".into());
+        }
+        let thw = [shape[2], shape[3], shape[4]];
+        if let Err(e) = check_config.plan(thw) {
+            return reject(e.to_string());
+        }
+        if !check_config.rel_pos_embed
+            && check_config.patch_grid_for(thw) != check_config.nominal_patch_grid()
+        {
+            return reject(format!(
+                "absolute position embeddings need the patch grid {:?}",
+                check_config.nominal_patch_grid()
+            ));
+        }
+        Ok(())
+    });
+    let summary_config = config.clone();
+    let summarize: Summarize = Box::new(move |shape: &[i64]| mvit_summary(&summary_config, shape));
+    Ok(BuiltModel {
+        model: Box::new(model),
+        default_input,
+        check_input,
+        summarize,
+    })
+}
+
+fn mvit_summary(config: &MvitConfig, shape: &[i64]) -> Result<Vec<LayerInfo>, RegistryError> {
+    if shape.len() != 5 {
+        return Err(MvitError::Input {
+            shape: shape.to_vec(),
+            reason: "expected (B, 3, T, H, W)".into(),
+        }
+        .into());
+    }
+    let thw = [shape[2], shape[3], shape[4]];
+    let plans = config.plan(thw)?;
+    let (patch_flops, block_flops, head_flops) = config.flops(thw)?;
+    let grid = config.patch_grid_for(thw);
+    let c0 = config.block_setting[0].input_channels;
+    let tokens = |g: [i64; 3]| 1 + g[0] * g[1] * g[2];
+    let mut rows = vec![
+        LayerInfo {
+            name: "conv_proj".into(),
+            output_shape: vec![1, c0, grid[0], grid[1], grid[2]],
+            param_prefixes: vec!["conv_proj.".into()],
+            flops: patch_flops,
+            detail: format!(
+                "Conv3d 3->{c0} k{:?} s{:?} p{:?}",
+                config.patch_embed_kernel, config.patch_embed_stride, config.patch_embed_padding
+            ),
+        },
+        LayerInfo {
+            name: "patch_embed".into(),
+            output_shape: vec![1, tokens(grid), c0],
+            param_prefixes: vec!["pos_encoding.".into()],
+            flops: 0.0,
+            detail: format!("tokens t*h*w = {grid:?} + cls"),
+        },
+    ];
+    for (p, flops) in plans.iter().zip(block_flops) {
+        rows.push(LayerInfo {
+            name: format!("blocks.{}", p.index),
+            output_shape: vec![1, tokens(p.thw_q), p.channels_out],
+            param_prefixes: vec![format!("blocks.{}.", p.index)],
+            flops,
+            detail: format!(
+                "{}->{} ch, {} heads, q {:?}->{:?}, kv {:?}",
+                p.channels_in, p.channels_out, p.num_heads, p.thw_in, p.thw_q, p.thw_kv
+            ),
+        });
+    }
+    let last = plans.last().map_or(grid, |p| p.thw_q);
+    let c_last = config.block_setting[config.block_setting.len() - 1].output_channels;
+    rows.push(LayerInfo {
+        name: "norm".into(),
+        output_shape: vec![1, tokens(last), c_last],
+        param_prefixes: vec!["norm.".into()],
+        flops: 0.0,
+        detail: "LayerNorm".into(),
+    });
+    rows.push(LayerInfo {
+        name: "head".into(),
+        output_shape: vec![1, config.num_classes],
+        param_prefixes: vec!["head.".into()],
+        flops: head_flops,
+        detail: format!(
+            "Dropout({}) + Linear({c_last}, {})",
+            config.dropout, config.num_classes
+        ),
+    });
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn builds_mvit_presets_and_rejects_unknown_names() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let built = build_model(
+            Arch::Mvit,
+            &ModelSource::Preset("mvit_demo".into()),
+            Some(3),
+            &vs.root(),
+        )
+        .unwrap();
+        assert_eq!(built.default_input, vec![1, 3, 16, 96, 96]);
+        assert!((built.check_input)(&[2, 3, 16, 96, 96]).is_ok());
+        assert!((built.check_input)(&[2, 1, 16, 96, 96]).is_err());
+        let rows = (built.summarize)(&built.default_input).unwrap();
+        assert_eq!(rows.last().unwrap().output_shape, vec![1, 3]);
+        let vs2 = nn::VarStore::new(Device::Cpu);
+        let err = build_model(
+            Arch::Mvit,
+            &ModelSource::Preset("mvit_xl".into()),
+            None,
+            &vs2.root(),
+        );
+        assert!(matches!(err, Err(RegistryError::UnknownPreset { .. })));
+        assert!(matches!(
+            parse_arch("resnet"),
+            Err(RegistryError::UnknownArch(_))
+        ));
+        assert_eq!(parse_arch("mvit").unwrap(), Arch::Mvit);
+    }
+
+    #[test]
+    fn mvit_v2_s_flops_are_in_the_published_range() {
+        // torchvision lists 64.22 GFLOPs (multiply-accumulates) for mvit_v2_s at 16x224x224.
+        let cfg = MvitConfig::mvit_v2_s(400);
+        let (p, blocks, h) = cfg.flops([16, 224, 224]).unwrap();
+        let gmacs = (p + blocks.iter().sum::<f64>() + h) / 2e9;
+        assert!((60.0..70.0).contains(&gmacs), "{gmacs} GMACs");
+    }
+}

@@ -1,0 +1,481 @@
+//! Training checkpoints: one safetensors file holding the model weights (`model.<name>`), the
+//! optimiser moments (`optim.<name>`) and, in the safetensors metadata, the JSON training state
+//! (`ethos_state`) and the resolved run configuration (`ethos_config`).
+//!
+//! A single file makes the write atomic with one rename: it is written to a temporary name in the
+//! same directory, fsynced, renamed over the target and the directory fsynced. A kill at any
+//! moment leaves the previous good checkpoint in place (and at worst a stale temporary file, which
+//! is ignored and cleaned up by the next save).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, View};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::history::HistoryRow;
+
+/// Version of the checkpoint layout written by this build.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+const STATE_KEY: &str = "ethos_state";
+const CONFIG_KEY: &str = "ethos_config";
+const FORMAT_KEY: &str = "format";
+const FORMAT_VALUE: &str = "ethos-checkpoint";
+/// Name prefix of the model tensors inside a checkpoint.
+pub const MODEL_PREFIX: &str = "model.";
+/// Name prefix of the optimiser tensors inside a checkpoint.
+pub const OPTIM_PREFIX: &str = "optim.";
+
+/// Errors reading or writing a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file could not be read or written.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not an ethos checkpoint or is damaged.
+    #[error("checkpoint {path}: {msg}")]
+    Format {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+impl CheckpointError {
+    /// True when the error comes from the user's file (missing, damaged, not a checkpoint).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            CheckpointError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            CheckpointError::Format { .. } => true,
+        }
+    }
+}
+
+/// State of an epoch interrupted by a signal, so a resume continues it exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Batches of the epoch already trained.
+    pub batches_done: usize,
+    /// Sum of the batch loss numerators so far (see [`crate::loss::LossParts`]).
+    pub loss_sum: f64,
+    /// Sum of the batch loss denominators so far.
+    pub loss_norm: f64,
+    /// Samples trained so far.
+    pub samples: usize,
+    /// Train-pass class probabilities so far, one row per sample.
+    pub probs: Vec<Vec<f64>>,
+    /// Their true labels.
+    pub labels: Vec<usize>,
+    /// Train-pass wall time so far, seconds.
+    pub seconds: f64,
+    /// Learning rate of the last step taken.
+    pub lr: f64,
+}
+
+/// The JSON training state stored in a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Layout version ([`CHECKPOINT_FORMAT`]).
+    pub format_version: u32,
+    /// Fully completed epochs.
+    pub epochs_done: usize,
+    /// Optimiser steps taken so far (the scheduler position).
+    pub global_step: u64,
+    /// Best value of `train.metric_key` so far.
+    pub best_metric: Option<f64>,
+    /// Epoch (1-based) of the best value.
+    pub best_epoch: Option<usize>,
+    /// Epochs since the last improvement (early stopping counter).
+    pub epochs_without_improvement: usize,
+    /// The run seed (samplers, augmentation, mixup and dropout derive from seed, epoch, position).
+    pub seed: u64,
+    /// Hex sha256 of the canonical resolved configuration.
+    pub config_hash: String,
+    /// Scheduler state (opaque JSON from the scheduler).
+    pub scheduler: serde_json::Value,
+    /// Loss-scaler state for fp16 (opaque JSON).
+    pub scaler: serde_json::Value,
+    /// Non-tensor optimiser state (opaque JSON, e.g. step counts).
+    pub optimizer: serde_json::Value,
+    /// History rows of the completed epochs.
+    pub history: Vec<HistoryRow>,
+    /// Progress inside an epoch interrupted by a signal (`None` at epoch boundaries).
+    pub partial_epoch: Option<PartialEpoch>,
+}
+
+/// A checkpoint read back from disk.
+pub struct Checkpoint {
+    /// Training state.
+    pub state: TrainState,
+    /// The resolved configuration it was trained with.
+    pub config: serde_json::Value,
+    /// Model tensors by their model names (prefix stripped).
+    pub model: Vec<(String, Tensor)>,
+    /// Optimiser tensors by their optimiser names (prefix stripped).
+    pub optim: Vec<(String, Tensor)>,
+}
+
+fn kind_to_dtype(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Int16 => Dtype::I16,
+        Kind::Int8 => Dtype::I8,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+fn dtype_to_kind(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+/// A tensor seen through safetensors' `View`; its bytes are copied to the CPU only when the
+/// writer asks for them, so one tensor at a time is held twice.
+struct TensorBytes<'a> {
+    tensor: &'a Tensor,
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+impl View for TensorBytes<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        let t = self.tensor.detach().to_device(tch::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut buf = vec![0u8; self.data_len()];
+        t.copy_data_u8(&mut buf, numel);
+        Cow::Owned(buf)
+    }
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.tensor.kind().elt_size_in_bytes()
+    }
+}
+
+fn fmt_err(path: &Path, msg: impl Into<String>) -> CheckpointError {
+    CheckpointError::Format { path: path.to_path_buf(), msg: msg.into() }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes the checkpoint to its temporary name and fsyncs it, without renaming it into place.
+/// Returns the temporary path. [`save`] = this + [`crate::atomic::commit`].
+pub fn write_temp(
+    path: &Path,
+    model: &[(String, Tensor)],
+    optim: &[(String, Tensor)],
+    state: &TrainState,
+    config: &serde_json::Value,
+) -> Result<PathBuf, CheckpointError> {
+    let mut views = Vec::with_capacity(model.len() + optim.len());
+    for (prefix, list) in [(MODEL_PREFIX, model), (OPTIM_PREFIX, optim)] {
+        for (name, t) in list {
+            let dtype = kind_to_dtype(t.kind())
+                .ok_or_else(|| fmt_err(path, format!("tensor {name}: unsupported dtype {:?}", t.kind())))?;
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            views.push((format!("{prefix}{name}"), TensorBytes { tensor: t, dtype, shape }));
+        }
+    }
+    let state_json = serde_json::to_string(state).map_err(|e| fmt_err(path, e.to_string()))?;
+    let config_json = serde_json::to_string(config).map_err(|e| fmt_err(path, e.to_string()))?;
+    let meta: HashMap<String, String> = [
+        (FORMAT_KEY.to_string(), FORMAT_VALUE.to_string()),
+        (STATE_KEY.to_string(), state_json),
+        (CONFIG_KEY.to_string(), config_json),
+    ]
+    .into_iter()
+    .collect();
+    let tmp = crate::atomic::temp_path(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(path))?;
+    }
+    safetensors::serialize_to_file(views, Some(meta), &tmp)
+        .map_err(|e| fmt_err(path, format!("serialising: {e}")))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+/// Saves a checkpoint atomically (temporary file, fsync, rename, directory fsync).
+pub fn save(
+    path: &Path,
+    model: &[(String, Tensor)],
+    optim: &[(String, Tensor)],
+    state: &TrainState,
+    config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
+    remove_stale_temps(path);
+    let tmp = write_temp(path, model, optim, state, config)?;
+    crate::atomic::commit(&tmp, path).map_err(io_err(path))
+}
+
+/// Removes temporary files of `path` left by killed writers (any process id).
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn read_meta(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>, CheckpointError> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| fmt_err(path, format!("not a valid safetensors file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_VALUE) {
+        return Err(fmt_err(path, "not an ethos checkpoint (no ethos metadata)"));
+    }
+    Ok(meta)
+}
+
+fn parse_meta(
+    path: &Path,
+    meta: &HashMap<String, String>,
+) -> Result<(TrainState, serde_json::Value), CheckpointError> {
+    let state: TrainState = serde_json::from_str(meta.get(STATE_KEY).map_or("", String::as_str))
+        .map_err(|e| fmt_err(path, format!("training state: {e}")))?;
+    if state.format_version > CHECKPOINT_FORMAT {
+        return Err(fmt_err(
+            path,
+            format!("format version {} is newer than this build ({CHECKPOINT_FORMAT})", state.format_version),
+        ));
+    }
+    let config = serde_json::from_str(meta.get(CONFIG_KEY).map_or("", String::as_str))
+        .map_err(|e| fmt_err(path, format!("stored config: {e}")))?;
+    Ok((state, config))
+}
+
+/// Reads only the training state and configuration (no tensors are created).
+pub fn load_state(path: &Path) -> Result<(TrainState, serde_json::Value), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let meta = read_meta(path, &bytes)?;
+    parse_meta(path, &meta)
+}
+
+/// Reads a whole checkpoint (tensors on the CPU).
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let meta = read_meta(path, &bytes)?;
+    let (state, config) = parse_meta(path, &meta)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| fmt_err(path, format!("damaged tensor data: {e}")))?;
+    let mut model = Vec::new();
+    let mut optim = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = dtype_to_kind(view.dtype())
+            .ok_or_else(|| fmt_err(path, format!("tensor {name}: unsupported dtype {:?}", view.dtype())))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::from_data_size(view.data(), &shape, kind);
+        if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
+            model.push((n.to_string(), t));
+        } else if let Some(n) = name.strip_prefix(OPTIM_PREFIX) {
+            optim.push((n.to_string(), t));
+        } else {
+            return Err(fmt_err(path, format!("unexpected tensor {name}")));
+        }
+    }
+    model.sort_by(|a, b| a.0.cmp(&b.0));
+    optim.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Checkpoint { state, config, model, optim })
+}
+
+/// Copies checkpoint model tensors into a var store's variables by name; every variable must be
+/// present with the same shape (strict), and no checkpoint tensor may be left over.
+pub fn copy_into_varstore(
+    path: &Path,
+    vs: &tch::nn::VarStore,
+    tensors: &[(String, Tensor)],
+) -> Result<(), CheckpointError> {
+    let mut vars = vs.variables();
+    let mut problems = Vec::new();
+    tch::no_grad(|| {
+        for (name, t) in tensors {
+            match vars.remove(name) {
+                Some(mut v) => {
+                    if v.size() != t.size() {
+                        problems.push(format!("{name}: shape {:?} in checkpoint, {:?} in model", t.size(), v.size()));
+                    } else {
+                        v.copy_(&t.to_kind(v.kind()).to_device(v.device()));
+                    }
+                }
+                None => problems.push(format!("{name}: not in the model")),
+            }
+        }
+    });
+    let mut missing: Vec<_> = vars.keys().cloned().collect();
+    missing.sort();
+    problems.extend(missing.into_iter().map(|n| format!("{n}: missing from the checkpoint")));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let n = problems.len();
+        problems.truncate(10);
+        Err(fmt_err(
+            path,
+            format!("does not match the model ({n} problems): {}", problems.join("; ")),
+        ))
+    }
+}
+
+/// The model variables of a var store, sorted by name (for saving).
+pub fn varstore_tensors(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(epoch: usize) -> TrainState {
+        TrainState {
+            format_version: CHECKPOINT_FORMAT,
+            epochs_done: epoch,
+            global_step: 10 * epoch as u64,
+            best_metric: Some(0.5),
+            best_epoch: Some(1),
+            epochs_without_improvement: 0,
+            seed: 7,
+            config_hash: "abc".into(),
+            scheduler: serde_json::json!({"step": 3}),
+            scaler: serde_json::Value::Null,
+            optimizer: serde_json::json!({"t": 3}),
+            history: vec![],
+            partial_epoch: None,
+        }
+    }
+
+    fn tensors(v: f32) -> Vec<(String, Tensor)> {
+        vec![
+            ("w".into(), Tensor::from_slice(&[v, v + 1.0, v + 2.0, v + 3.0]).reshape([2, 2])),
+            ("count".into(), Tensor::from_slice(&[5i64])),
+        ]
+    }
+
+    #[test]
+    fn round_trips_tensors_state_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("last.ckpt");
+        let cfg = serde_json::json!({"train": {"epochs": 3}});
+        save(&p, &tensors(1.5), &[("m.w".into(), Tensor::from_slice(&[0.25f32]))], &state(2), &cfg)
+            .unwrap();
+        let ck = load(&p).unwrap();
+        assert_eq!(ck.state, state(2));
+        assert_eq!(ck.config, cfg);
+        assert_eq!(ck.model.len(), 2);
+        let w = ck.model.iter().find(|(n, _)| n == "w").unwrap();
+        assert_eq!(Vec::<f32>::try_from(w.1.flatten(0, -1)).unwrap(), vec![1.5, 2.5, 3.5, 4.5]);
+        assert_eq!(w.1.size(), vec![2, 2]);
+        let c = ck.model.iter().find(|(n, _)| n == "count").unwrap();
+        assert_eq!(c.1.kind(), Kind::Int64);
+        assert_eq!(ck.optim[0].0, "m.w");
+        let (s, _) = load_state(&p).unwrap();
+        assert_eq!(s.epochs_done, 2);
+    }
+
+    #[test]
+    fn a_write_interrupted_before_the_rename_keeps_the_previous_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("last.ckpt");
+        let cfg = serde_json::json!({});
+        save(&p, &tensors(1.0), &[], &state(1), &cfg).unwrap();
+        // A writer killed after writing its temporary file: the rename never happens.
+        let tmp = write_temp(&p, &tensors(9.0), &[], &state(2), &cfg).unwrap();
+        // ...and one killed half-way through writing: a truncated temporary file.
+        let bytes = std::fs::read(&tmp).unwrap();
+        std::fs::write(&tmp, &bytes[..bytes.len() / 2]).unwrap();
+        let ck = load(&p).unwrap();
+        assert_eq!(ck.state.epochs_done, 1);
+        // The next save cleans the stale temporary file up.
+        save(&p, &tensors(3.0), &[], &state(3), &cfg).unwrap();
+        assert_eq!(load(&p).unwrap().state.epochs_done, 3);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn damaged_or_foreign_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ckpt");
+        std::fs::write(&p, b"garbage").unwrap();
+        let e = load(&p).err().unwrap();
+        assert!(e.is_bad_input());
+        assert!(e.to_string().contains("x.ckpt"));
+        let plain = dir.path().join("plain.safetensors");
+        Tensor::write_safetensors(&[("a", &Tensor::from_slice(&[1f32]))], &plain).unwrap();
+        assert!(load(&plain).err().unwrap().to_string().contains("not an ethos checkpoint"));
+        let missing = load(&dir.path().join("nope.ckpt")).err().unwrap();
+        assert!(missing.is_bad_input());
+    }
+
+    /// Child half of the kill -9 test: saves checkpoints in a loop until killed.
+    #[test]
+    fn kill_child_writer_loop() {
+        let Ok(p) = std::env::var("ETHOS_CKPT_KILL_CHILD") else { return };
+        let p = PathBuf::from(p);
+        let big: Vec<(String, Tensor)> =
+            (0..8).map(|i| (format!("w{i}"), Tensor::ones([256, 1024], (Kind::Float, tch::Device::Cpu)))).collect();
+        for epoch in 2.. {
+            save(&p, &big, &big, &state(epoch), &serde_json::json!({})).unwrap();
+        }
+    }
+
+    #[test]
+    fn kill_9_during_checkpoint_writes_leaves_a_loadable_last_ckpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("last.ckpt");
+        save(&p, &tensors(1.0), &[], &state(1), &serde_json::json!({})).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        for delay_ms in [30u64, 120, 250] {
+            let mut child = std::process::Command::new(&exe)
+                .args(["--exact", "checkpoint::tests::kill_child_writer_loop", "--nocapture"])
+                .env("ETHOS_CKPT_KILL_CHILD", &p)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            // SIGKILL: no destructors, no cleanup, possibly in the middle of a write.
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let ck = load(&p).expect("last.ckpt must stay loadable after kill -9");
+            assert!(ck.state.epochs_done >= 1);
+        }
+    }
+}

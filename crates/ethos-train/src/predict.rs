@@ -1,0 +1,519 @@
+//! Long-video inference: decode each video once, sequentially, into sliding windows, run the model
+//! on batches of windows while the next frames decode, and write per-window probabilities and merged
+//! behaviour bouts.
+//!
+//! **Windows.** A window of `window_s` seconds starting at `k * stride` sees the `num_frames` frames
+//! the training sampler would take from an event of that length: centred, at `fps`
+//! (`ethos_video::ClipRequest` convention), so `window_s` must be at least `num_frames / fps`. The
+//! stride is rounded to whole frames at `fps`, which puts the frames of every window on one grid: the
+//! video is decoded once at `fps` starting at the first window's first frame time, every decoded
+//! frame is resized (short side `short_side`, ROI first) and centre-cropped to the model input once,
+//! and a window is `num_frames` consecutive grid frames. The last window ends at or before the end
+//! of the video.
+//!
+//! **Memory** stays bounded for any video length: at most `max(num_frames, stride)` uint8 frames at
+//! the model's input size in the ring, and two prepared batches in flight between the decode thread
+//! and the model (`2 * batch * 3 * num_frames * size^2 * 4` bytes); per-window probabilities (a few
+//! floats per window, ~86,400 rows for 24 h at a 1 s stride) are kept until the video's CSVs are written.
+//!
+//! **Outputs** per video, each written to a temporary name and renamed: `NAME.windows.csv`
+//! (`start_s,end_s,prob_<class>...`), `NAME.events.csv` (events-CSV columns plus `score`), then
+//! `NAME.done.json` (what produced them). A rerun skips a video whose `done.json` matches the same
+//! checkpoint and settings, so a run killed at any moment redoes at most the video it was on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ethos_data::transforms::{ClipTransform, Layout, Resizer, TransformParams};
+use ethos_video::{Clip, FrameReader, ReaderOptions, Resize, Roi};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::timeline::{Bout, MergeRule, WindowProbs, merge_windows};
+
+/// Errors of long-video inference.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// Bad settings or input list (exit code 2).
+    #[error("{0}")]
+    BadInput(String),
+    /// Decoding one video failed.
+    #[error(transparent)]
+    Video(#[from] ethos_video::VideoError),
+    /// Writing outputs failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The model failed (shape mismatch, device error).
+    #[error("model: {0}")]
+    Model(String),
+}
+
+impl PredictError {
+    /// True for errors the user's input caused.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            PredictError::BadInput(_) => true,
+            PredictError::Video(v) => v.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
+/// How windows are cut and turned into model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    /// Sampling rate of the model's frames (data.fps).
+    pub fps: f64,
+    /// Frames per window (data.num_frames).
+    pub num_frames: usize,
+    /// Window length, seconds (>= num_frames / fps).
+    pub window_s: f64,
+    /// Stride between window starts, seconds (rounded to whole frames at `fps`).
+    pub stride_s: f64,
+    /// Short side frames are scaled to before the centre crop (data.cache_short_side).
+    pub short_side: u32,
+    /// Model input side (data.input_size).
+    pub input_size: usize,
+    /// Normalisation mean per RGB channel.
+    pub mean: [f32; 3],
+    /// Normalisation std per RGB channel.
+    pub std: [f32; 3],
+    /// Optional crop in source pixels, applied before scaling.
+    pub roi: Option<Roi>,
+}
+
+impl WindowSpec {
+    /// Stride in frames at `fps` (at least 1).
+    pub fn stride_frames(&self) -> usize {
+        ((self.stride_s * self.fps).round() as usize).max(1)
+    }
+
+    /// Time of the first frame of window 0, seconds.
+    pub fn first_frame_time(&self) -> f64 {
+        0.5 * self.window_s - 0.5 * (self.num_frames as f64 - 1.0) / self.fps
+    }
+
+    /// Checks the settings, naming the offending value.
+    pub fn validate(&self) -> Result<(), PredictError> {
+        let bad = |m: String| Err(PredictError::BadInput(m));
+        if !(self.fps.is_finite() && self.fps > 0.0) {
+            return bad(format!("fps {} must be positive", self.fps));
+        }
+        if self.num_frames == 0 {
+            return bad("num_frames must be at least 1".into());
+        }
+        let span = self.num_frames as f64 / self.fps;
+        if !(self.window_s.is_finite() && self.window_s + 1e-9 >= span) {
+            return bad(format!(
+                "--window {} s is shorter than the model's {} frames at {} fps ({span:.3} s)",
+                self.window_s, self.num_frames, self.fps
+            ));
+        }
+        if !(self.stride_s.is_finite() && self.stride_s > 0.0) {
+            return bad(format!("--stride {} s must be positive", self.stride_s));
+        }
+        Ok(())
+    }
+}
+
+/// Everything `predict_video` needs besides the video.
+pub struct Predictor<'a> {
+    /// The model, in eval mode on `device`.
+    pub model: &'a dyn ethos_models::VideoModel,
+    /// Device of the model.
+    pub device: Device,
+    /// Window settings.
+    pub spec: WindowSpec,
+    /// Class names, in the model's output order.
+    pub classes: Vec<String>,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+    /// Decoder threads.
+    pub decoder_threads: usize,
+    /// How windows become bouts.
+    pub merge: MergeRule,
+}
+
+/// What one video took and gave.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VideoSummary {
+    /// The video as listed.
+    pub video: String,
+    /// `ok`, `skipped` (outputs complete from an earlier run) or `failed`.
+    pub status: String,
+    /// The error, for failed videos.
+    pub error: Option<String>,
+    /// Seconds of video covered by decoding.
+    pub video_seconds: f64,
+    /// Windows scored.
+    pub windows: usize,
+    /// Bouts per class name.
+    pub events: BTreeMap<String, usize>,
+    /// Wall seconds spent.
+    pub wall_s: f64,
+    /// Seconds the decode thread spent decoding and preparing windows.
+    pub decode_s: f64,
+    /// Seconds spent in the model (including host/device transfer).
+    pub model_s: f64,
+}
+
+/// The marker written after a video's outputs: identifies what produced them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneMarker {
+    /// Hash of checkpoint identity and every setting that changes the outputs.
+    pub settings_hash: String,
+    /// The summary of the run that wrote the outputs.
+    pub windows: usize,
+}
+
+/// Output paths of one video in `out_dir`.
+pub struct VideoOutputs {
+    /// `NAME.windows.csv`.
+    pub windows: PathBuf,
+    /// `NAME.events.csv`.
+    pub events: PathBuf,
+    /// `NAME.done.json`.
+    pub done: PathBuf,
+}
+
+/// The output names of `video`: its file name with the extension, in `out_dir`.
+pub fn outputs_for(out_dir: &Path, video: &Path) -> VideoOutputs {
+    let name = video.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "video".into());
+    VideoOutputs {
+        windows: out_dir.join(format!("{name}.windows.csv")),
+        events: out_dir.join(format!("{name}.events.csv")),
+        done: out_dir.join(format!("{name}.done.json")),
+    }
+}
+
+/// Task `index` of `count`: the videos at list positions `index, index + count, ...`, so N tasks
+/// together cover the list exactly once.
+pub fn shard<T: Clone>(list: &[T], index: usize, count: usize) -> Vec<T> {
+    list.iter().skip(index).step_by(count.max(1)).cloned().collect()
+}
+
+/// Parses `i/N` (0-based i < N).
+pub fn parse_shard(s: &str) -> Result<(usize, usize), PredictError> {
+    let bad = || PredictError::BadInput(format!("--shard {s}: expected i/N with 0 <= i < N"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// True when `done` holds a marker with `settings_hash`.
+pub fn is_complete(outputs: &VideoOutputs, settings_hash: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(&outputs.done) else { return false };
+    let Ok(marker) = serde_json::from_str::<DoneMarker>(&text) else { return false };
+    marker.settings_hash == settings_hash && outputs.windows.is_file() && outputs.events.is_file()
+}
+
+/// A batch of prepared windows leaving the decode thread.
+struct WindowBatch {
+    /// Normalised float32 input in the model's layout.
+    data: Vec<f32>,
+    /// Window indices in the video.
+    windows: Vec<usize>,
+}
+
+impl Predictor<'_> {
+    fn layout(&self) -> Layout {
+        match self.model.input_layout() {
+            ethos_models::InputLayout::Bcthw => Layout::Bcthw,
+            ethos_models::InputLayout::Btchw => Layout::Btchw,
+        }
+    }
+
+    /// Scores every window of `video` and writes its outputs to `outputs` (atomically), the done
+    /// marker last.
+    pub fn predict_video(
+        &self,
+        video: &Path,
+        video_name: &str,
+        outputs: &VideoOutputs,
+        settings_hash: &str,
+    ) -> Result<VideoSummary, PredictError> {
+        self.spec.validate()?;
+        let t0 = Instant::now();
+        let spec = self.spec.clone();
+        let layout = self.layout();
+        let batch_size = self.batch_size.max(1);
+        let threads = self.decoder_threads.max(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Result<WindowBatch, PredictError>>(2);
+        let video_path = video.to_path_buf();
+        let decode = std::thread::spawn(move || -> (f64, f64) {
+            let t = Instant::now();
+            let covered = decode_windows(&video_path, &spec, layout, batch_size, threads, &tx);
+            (t.elapsed().as_secs_f64(), covered)
+        });
+
+        let n = self.spec.num_frames;
+        let size = self.spec.input_size;
+        let mut probs: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut model_s = 0.0;
+        let mut failure = None;
+        for msg in rx.iter() {
+            let batch = match msg {
+                Ok(b) => b,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let tm = Instant::now();
+            let b = batch.windows.len();
+            let shape = layout.shape(b, n, size, size).map(|d| d as i64);
+            let out = tch::no_grad(|| {
+                let x = Tensor::from_slice(&batch.data).reshape(shape).to_device(self.device);
+                let logits = self.model.forward_t(&x, false);
+                // Per-frame heads give (B, T', C): a window's probability is their mean.
+                let p = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
+                let p = if p.dim() == 3 { p.mean_dim(1, false, Kind::Float) } else { p };
+                p.to_device(Device::Cpu).contiguous()
+            });
+            let c = self.classes.len();
+            if out.size() != [b as i64, c as i64] {
+                failure = Some(PredictError::Model(format!(
+                    "model output {:?} does not match {b} windows x {c} classes",
+                    out.size()
+                )));
+                break;
+            }
+            let flat: Vec<f32> = Vec::<f32>::try_from(out.view(-1)).map_err(|e| PredictError::Model(e.to_string()))?;
+            for (j, w) in batch.windows.iter().enumerate() {
+                probs.push((*w, flat[j * c..(j + 1) * c].to_vec()));
+            }
+            model_s += tm.elapsed().as_secs_f64();
+        }
+        drop(rx);
+        let (decode_s, covered) = decode.join().map_err(|_| PredictError::Model("decode thread panicked".into()))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+
+        let stride = self.spec.stride_frames() as f64 / self.spec.fps;
+        let windows: Vec<WindowProbs> = probs
+            .into_iter()
+            .map(|(k, p)| WindowProbs { start_s: k as f64 * stride, end_s: k as f64 * stride + self.spec.window_s, probs: p })
+            .collect();
+        let bouts = merge_windows(video_name, &windows, &self.merge);
+        write_windows_csv(&outputs.windows, &windows, &self.classes)?;
+        write_events_csv(&outputs.events, &bouts, &self.classes)?;
+        let marker = DoneMarker { settings_hash: settings_hash.to_string(), windows: windows.len() };
+        write_atomic(&outputs.done, serde_json::to_string_pretty(&marker).expect("plain data").as_bytes())?;
+
+        let mut events = BTreeMap::new();
+        for c in &self.classes {
+            events.insert(c.clone(), 0);
+        }
+        for b in &bouts {
+            *events.entry(self.classes[b.class_index].clone()).or_default() += 1;
+        }
+        Ok(VideoSummary {
+            video: video_name.to_string(),
+            status: "ok".into(),
+            error: None,
+            video_seconds: covered,
+            windows: windows.len(),
+            events,
+            wall_s: t0.elapsed().as_secs_f64(),
+            decode_s,
+            model_s,
+        })
+    }
+}
+
+/// The decode side: reads the video once at the window grid, prepares each frame once, and sends
+/// batches of normalised windows. Returns the seconds of video covered.
+fn decode_windows(
+    video: &Path,
+    spec: &WindowSpec,
+    layout: Layout,
+    batch_size: usize,
+    threads: usize,
+    tx: &crossbeam_channel::Sender<Result<WindowBatch, PredictError>>,
+) -> f64 {
+    let opts = ReaderOptions {
+        fps: Some(spec.fps),
+        start_s: spec.first_frame_time().max(0.0),
+        end_s: None,
+        roi: spec.roi,
+        resize: Resize::ShortSide(spec.short_side),
+        threads,
+    };
+    let mut reader = match FrameReader::open(video, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Err(e.into()));
+            return 0.0;
+        }
+    };
+    let transform = ClipTransform::eval(spec.input_size, spec.mean, spec.std);
+    let eval_params = TransformParams { crop: None, flip: false, augment: None };
+    let mut resizer = Resizer::new();
+    let n = spec.num_frames;
+    let size = spec.input_size;
+    let stride = spec.stride_frames();
+    let window_len = 3 * n * size * size;
+    let (h, w) = (reader.height() as usize, reader.width() as usize);
+    // Grid frames from `ring_start` on, prepared to the model input (uint8).
+    let mut ring: VecDeque<Vec<u8>> = VecDeque::with_capacity(n.max(stride) + 1);
+    let mut ring_start = 0usize;
+    let mut next_window = 0usize;
+    let mut grid = 0usize;
+    let mut last_t = 0.0;
+    let mut batch = WindowBatch { data: Vec::with_capacity(batch_size * window_len), windows: Vec::new() };
+    let mut window_clip = Clip::zeros(n, size, size);
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some((t, rgb))) => {
+                last_t = t;
+                rgb
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return last_t;
+            }
+        };
+        // Frames before the next window's first frame are never needed (stride > num_frames).
+        let first_needed = next_window * stride;
+        if grid < first_needed {
+            ring.clear();
+            grid += 1;
+            ring_start = grid;
+            continue;
+        }
+        let one = Clip { frames: 1, height: h, width: w, data: frame };
+        ring.push_back(transform.apply(&mut resizer, &one, &eval_params).data);
+        grid += 1;
+        while ring_start < first_needed {
+            ring.pop_front();
+            ring_start += 1;
+        }
+        if ring_start == next_window * stride && ring.len() >= n {
+            for (i, f) in ring.iter().take(n).enumerate() {
+                window_clip.frame_mut(i).copy_from_slice(f);
+            }
+            let at = batch.data.len();
+            batch.data.resize(at + window_len, 0.0);
+            transform.normalize_into(&window_clip, layout, &mut batch.data[at..]);
+            batch.windows.push(next_window);
+            next_window += 1;
+            if batch.windows.len() == batch_size {
+                let full = std::mem::replace(
+                    &mut batch,
+                    WindowBatch { data: Vec::with_capacity(batch_size * window_len), windows: Vec::new() },
+                );
+                if tx.send(Ok(full)).is_err() {
+                    return last_t;
+                }
+            }
+        }
+    }
+    if !batch.windows.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+    last_t + 1.0 / spec.fps
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
+    let io = |source| PredictError::Io { path: path.to_path_buf(), source };
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn write_windows_csv(path: &Path, windows: &[WindowProbs], classes: &[String]) -> Result<(), PredictError> {
+    let mut s = String::from("start_s,end_s");
+    for c in classes {
+        s.push_str(&format!(",prob_{c}"));
+    }
+    s.push('\n');
+    for w in windows {
+        s.push_str(&format!("{:.4},{:.4}", w.start_s, w.end_s));
+        for p in &w.probs {
+            s.push_str(&format!(",{p:.6}"));
+        }
+        s.push('\n');
+    }
+    write_atomic(path, s.as_bytes())
+}
+
+fn write_events_csv(path: &Path, bouts: &[Bout], classes: &[String]) -> Result<(), PredictError> {
+    let mut s = String::from("event_idx,video,start_s,duration_s,behavior,score\n");
+    for (i, b) in bouts.iter().enumerate() {
+        s.push_str(&format!(
+            "{},{},{:.4},{:.4},{},{:.4}\n",
+            i + 1,
+            b.video,
+            b.start_s,
+            b.duration_s(),
+            classes[b.class_index],
+            b.score
+        ));
+    }
+    write_atomic(path, s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_list_exactly_once() {
+        let list: Vec<usize> = (0..10).collect();
+        let mut all: Vec<usize> = (0..3).flat_map(|i| shard(&list, i, 3)).collect();
+        all.sort_unstable();
+        assert_eq!(all, list);
+        assert_eq!(shard(&list, 1, 3), vec![1, 4, 7]);
+        assert_eq!(parse_shard("2/3").unwrap(), (2, 3));
+        for bad in ["3/3", "x/2", "1", "0/0", "-1/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn window_grid_matches_the_training_sampler() {
+        let spec = WindowSpec {
+            fps: 12.0,
+            num_frames: 16,
+            window_s: 2.0,
+            stride_s: 1.0,
+            short_side: 64,
+            input_size: 56,
+            mean: [0.45; 3],
+            std: [0.225; 3],
+            roi: None,
+        };
+        spec.validate().unwrap();
+        assert_eq!(spec.stride_frames(), 12);
+        // Window k's frames are grid frames k*12 .. k*12+16, at first_frame_time + j/12; the training
+        // sampler's times for an event [k, k+2) are centred: c + (i - 7.5)/12 with c = k + 1.
+        for k in 0..3 {
+            let req = ethos_video::ClipRequest {
+                start_s: k as f64,
+                duration_s: 2.0,
+                fps: 12.0,
+                num_frames: 16,
+                roi: None,
+                resize: ethos_video::Resize::None,
+            };
+            for (i, t) in req.sample_times().iter().enumerate() {
+                let grid = spec.first_frame_time() + (k * 12 + i) as f64 / 12.0;
+                assert!((grid - t).abs() < 1e-9, "window {k} frame {i}: {grid} vs {t}");
+            }
+        }
+        let short = WindowSpec { window_s: 1.0, ..spec };
+        assert!(short.validate().is_err());
+    }
+}

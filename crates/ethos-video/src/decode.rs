@@ -1,0 +1,300 @@
+//! An opened video stream with its decoder, shared by the sampler, the reader and probe.
+
+use std::path::{Path, PathBuf};
+
+use ffmpeg::{Packet, Rational, codec, decoder, ffi, format, frame, media};
+use ffmpeg_next as ffmpeg;
+
+use crate::VideoError;
+
+/// One video stream of a file, opened for decoding, with its timing facts.
+pub(crate) struct VideoInput {
+    pub path: PathBuf,
+    pub ictx: format::context::Input,
+    pub stream_index: usize,
+    /// Stream time base (seconds per pts tick).
+    pub time_base: Rational,
+    /// Presentation time of the first frame in ticks (the stream's start time; 0 when unknown).
+    pub start_pts: i64,
+    /// Real (base) frame rate `r_frame_rate`, falling back to the average rate, then 25.
+    pub real_fps: f64,
+    /// Clockwise rotation in degrees (0, 90, 180, 270) that makes frames upright.
+    pub rotation: u32,
+    decoder: decoder::Video,
+    threads: usize,
+    eof_sent: bool,
+    /// No packet was read since opening or seeking to the very start.
+    pub at_start: bool,
+    last_ts: Option<i64>,
+    packet: Packet,
+}
+
+// The FFmpeg contexts are owned exclusively by this value and never shared.
+unsafe impl Send for VideoInput {}
+
+pub(crate) fn rational_f64(r: Rational) -> f64 {
+    if r.denominator() == 0 {
+        0.0
+    } else {
+        r.numerator() as f64 / r.denominator() as f64
+    }
+}
+
+/// Opens `path` as a format context, with clear errors for missing, empty and non-video files.
+pub(crate) fn open_format(path: &Path) -> Result<format::context::Input, VideoError> {
+    crate::init();
+    let meta = std::fs::metadata(path).map_err(|source| VideoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Err(VideoError::Invalid {
+            path: path.to_path_buf(),
+            reason: "is a directory".into(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(VideoError::Invalid {
+            path: path.to_path_buf(),
+            reason: "empty file (0 bytes)".into(),
+        });
+    }
+    format::input(&path).map_err(|e| VideoError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The index of the best video stream (not a cover picture).
+pub(crate) fn video_stream_index(
+    path: &Path,
+    ictx: &format::context::Input,
+) -> Result<usize, VideoError> {
+    ictx.streams()
+        .best(media::Type::Video)
+        .filter(|s| {
+            !s.disposition()
+                .contains(format::stream::Disposition::ATTACHED_PIC)
+        })
+        .or_else(|| {
+            ictx.streams().find(|s| {
+                s.parameters().medium() == media::Type::Video
+                    && !s
+                        .disposition()
+                        .contains(format::stream::Disposition::ATTACHED_PIC)
+            })
+        })
+        .map(|s| s.index())
+        .ok_or_else(|| VideoError::NoVideoStream {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Clockwise degrees (0, 90, 180, 270) that turn the coded frames upright, from the display matrix
+/// (the same reading as the ffmpeg CLI's autorotate: `-round(av_display_rotation_get)`).
+pub(crate) fn stream_rotation(stream: &format::stream::Stream) -> u32 {
+    // SAFETY: the stream pointer is valid for the lifetime of `stream`; the side data, when present,
+    // is a 3x3 int32 display matrix (checked by size).
+    let angle = unsafe {
+        let mut size: usize = 0;
+        let data = ffi::av_stream_get_side_data(
+            stream.as_ptr(),
+            ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            &mut size,
+        );
+        if data.is_null() || size < 36 {
+            return 0;
+        }
+        ffi::av_display_rotation_get(data as *const i32)
+    };
+    if !angle.is_finite() {
+        return 0;
+    }
+    let theta = (-angle.round()).rem_euclid(360.0);
+    let snapped = ((theta / 90.0).round() as i64 * 90).rem_euclid(360) as u32;
+    if (theta - snapped as f64).abs() > 1.0 && (theta - snapped as f64).abs() < 359.0 {
+        tracing::warn!("display rotation of {theta} degrees is not a multiple of 90; ignored");
+        return 0;
+    }
+    snapped
+}
+
+impl VideoInput {
+    /// Opens the best video stream of `path` with a decoder using `threads` frame threads (>= 1).
+    pub fn open(path: &Path, threads: usize) -> Result<Self, VideoError> {
+        let ictx = open_format(path)?;
+        let stream_index = video_stream_index(path, &ictx)?;
+        let stream = ictx
+            .stream(stream_index)
+            .ok_or_else(|| VideoError::NoVideoStream {
+                path: path.to_path_buf(),
+            })?;
+        let time_base = stream.time_base();
+        let start_pts = match stream.start_time() {
+            ffi::AV_NOPTS_VALUE => 0,
+            t => t,
+        };
+        let real_fps = [stream.rate(), stream.avg_frame_rate()]
+            .into_iter()
+            .map(rational_f64)
+            .find(|f| f.is_finite() && *f > 0.0 && *f < 1000.0)
+            .unwrap_or(25.0);
+        let rotation = stream_rotation(&stream);
+        let invalid = |reason: String| VideoError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut ctx = codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| invalid(format!("codec parameters: {e}")))?;
+        ctx.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Frame,
+            count: threads.max(1),
+            ..Default::default()
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| invalid(format!("no decoder for this codec: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            ictx,
+            stream_index,
+            time_base,
+            start_pts,
+            real_fps,
+            rotation,
+            decoder,
+            threads: threads.max(1),
+            eof_sent: false,
+            at_start: true,
+            last_ts: None,
+            packet: Packet::empty(),
+        })
+    }
+
+    /// Coded frame width in pixels (before rotation).
+    pub fn coded_width(&self) -> u32 {
+        self.decoder.width()
+    }
+
+    /// Coded frame height in pixels (before rotation).
+    pub fn coded_height(&self) -> u32 {
+        self.decoder.height()
+    }
+
+    /// Seconds from the first frame for a timestamp in stream ticks.
+    pub fn ticks_to_seconds(&self, ts: i64) -> f64 {
+        (ts - self.start_pts) as f64 * rational_f64(self.time_base)
+    }
+
+    /// Stream ticks for seconds from the first frame.
+    pub fn seconds_to_ticks(&self, t: f64) -> i64 {
+        let tb = rational_f64(self.time_base);
+        self.start_pts + (t / tb).floor() as i64
+    }
+
+    /// Positions the demuxer on the keyframe at or before `t` seconds (from the first frame) and
+    /// resets the decoder. Formats that cannot seek are reopened and decoded from the start.
+    pub fn seek(&mut self, t: f64) -> Result<(), VideoError> {
+        if t <= 0.0 && self.at_start {
+            return Ok(());
+        }
+        let ts = if t <= 0.0 {
+            self.start_pts
+        } else {
+            self.seconds_to_ticks(t)
+        };
+        // SAFETY: the format context is valid and owned by self.
+        let ret = unsafe {
+            ffi::av_seek_frame(
+                self.ictx.as_mut_ptr(),
+                self.stream_index as i32,
+                ts,
+                ffi::AVSEEK_FLAG_BACKWARD,
+            )
+        };
+        if ret < 0 {
+            tracing::debug!(
+                "{}: seek to {t:.3}s failed ({ret}); decoding from the start",
+                self.path.display()
+            );
+            *self = Self::open(&self.path.clone(), self.threads)?;
+            return Ok(());
+        }
+        self.decoder.flush();
+        self.eof_sent = false;
+        self.last_ts = None;
+        self.at_start = t <= 0.0;
+        Ok(())
+    }
+
+    /// Decodes the next frame in presentation order into `frame`; returns its time in seconds from
+    /// the first frame (best-effort timestamp), or `None` at the end of the stream.
+    pub fn next_frame(&mut self, frame: &mut frame::Video) -> Result<Option<f64>, VideoError> {
+        loop {
+            match self.decoder.receive_frame(frame) {
+                Ok(()) => {
+                    let ts = match frame.timestamp() {
+                        Some(ts) => ts,
+                        // No timestamp at all: continue at the real frame rate.
+                        None => {
+                            let step =
+                                (1.0 / self.real_fps / rational_f64(self.time_base)).round() as i64;
+                            self.last_ts.map_or(self.start_pts, |t| t + step.max(1))
+                        }
+                    };
+                    self.last_ts = Some(ts);
+                    return Ok(Some(self.ticks_to_seconds(ts)));
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
+                Err(e) => return Err(self.decode_err(format!("receive frame: {e}"))),
+            }
+            if self.eof_sent {
+                return Ok(None);
+            }
+            self.feed()?;
+        }
+    }
+
+    /// Sends the next packet of the video stream to the decoder (or EOF).
+    fn feed(&mut self) -> Result<(), VideoError> {
+        loop {
+            match self.packet.read(&mut self.ictx) {
+                Ok(()) => {
+                    self.at_start = false;
+                    if self.packet.stream() != self.stream_index {
+                        continue;
+                    }
+                    return match self.decoder.send_packet(&self.packet) {
+                        Ok(()) => Ok(()),
+                        Err(ffmpeg::Error::InvalidData) => {
+                            // Like the ffmpeg CLI, skip a damaged packet and keep decoding.
+                            tracing::warn!(
+                                "{}: skipping an undecodable packet",
+                                self.path.display()
+                            );
+                            Ok(())
+                        }
+                        Err(e) => Err(self.decode_err(format!("send packet: {e}"))),
+                    };
+                }
+                Err(ffmpeg::Error::Eof) => {
+                    self.eof_sent = true;
+                    return self
+                        .decoder
+                        .send_eof()
+                        .map_err(|e| self.decode_err(format!("flush decoder: {e}")));
+                }
+                Err(e) => return Err(self.decode_err(format!("read packet: {e}"))),
+            }
+        }
+    }
+
+    fn decode_err(&self, reason: String) -> VideoError {
+        VideoError::Decode {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
