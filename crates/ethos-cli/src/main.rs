@@ -23,12 +23,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline on synthetic data on the CPU: synth, cache, train, evaluate (val + OOD).
+    Demo(cmd::demo::Args),
     /// JSON facts about a video: codec, size, rates, frame count, duration, keyframe interval.
     Probe(cmd::probe::Args),
     /// Writes a synthetic barn dataset (videos, events.csv, splits, config.yaml) with known labels.
     Synth(cmd::synth::Args),
     /// Cuts every event of an events CSV into a clip folder (evt_{event_idx:04}_{behavior}.mp4).
     Extract(cmd::extract::Args),
+    /// Exports FERAL-format square H.264 clips and the FERAL JSON (splits, per-frame labels).
+    ExportFeral(cmd::export_feral::Args),
     /// Builds the decoded-clip cache of a config (every event of every split; resumable).
     Cache(cmd::cache::Args),
     /// Decodes the frames of one window (ROI, short side) to OUT.png (contact sheet) + OUT.safetensors.
@@ -39,8 +43,12 @@ enum Command {
     Metrics(cmd::metrics::Args),
     /// Writes SLURM sbatch scripts that checkpoint before the time limit and resume when requeued.
     Slurm(cmd::slurm::Args),
+    /// Metrics and an HTML report of a checkpoint on a split (val, test_ood, ...).
+    Eval(cmd::eval::Args),
     /// Bout-level and frame-level agreement of predicted events with labelled events.
     EvalEvents(cmd::eval_events::Args),
+    /// Sliding-window inference over long videos: per-window probabilities and merged events.
+    Predict(cmd::predict::Args),
     /// What libtorch and FFmpeg see here: versions, CUDA devices, encoders, threads (JSON to stdout).
     Doctor(cmd::doctor::Args),
     /// Weight files: `convert` to safetensors, `fetch` official torchvision weights, `inspect`.
@@ -57,15 +65,19 @@ fn main() {
     // Makes libtorch's CUDA part visible before any device query (the linker drops libtorch_cuda).
     ethos_models::engine::Engine::init();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Synth(args) => cmd::synth::run(args),
         Command::Extract(args) => cmd::extract::run(args),
+        Command::ExportFeral(args) => cmd::export_feral::run(args),
         Command::Cache(args) => cmd::cache::run(args),
         Command::Sample(args) => cmd::sample::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Metrics(args) => cmd::metrics::run(args),
         Command::Slurm(args) => cmd::slurm::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::EvalEvents(args) => cmd::eval_events::run(args),
+        Command::Predict(args) => cmd::predict::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Weights(args) => cmd::weights::run(args),
         Command::Train(args) => cmd::train::run(args),

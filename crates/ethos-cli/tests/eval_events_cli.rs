@@ -23,7 +23,11 @@ fn eval(pred: &Path, truth: &Path, tolerance: &str) -> serde_json::Value {
         .arg(truth)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -32,14 +36,28 @@ fn scores_bouts_with_tolerance() {
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.csv");
     let pred = dir.path().join("pred.csv");
-    write(&truth, &[(1, "a.mp4", 10.0, 4.0, "ear"), (2, "a.mp4", 30.0, 3.0, "ear"), (3, "b.mp4", 5.0, 5.0, "tail")]);
+    write(
+        &truth,
+        &[
+            (1, "a.mp4", 10.0, 4.0, "ear"),
+            (2, "a.mp4", 30.0, 3.0, "ear"),
+            (3, "b.mp4", 5.0, 5.0, "tail"),
+        ],
+    );
     // Perfect copy: every score is 1.
     let e = eval(&truth, &truth, "0");
     assert_eq!(e["bouts"]["ear"]["f1"], 1.0);
     assert_eq!(e["bouts"]["tail"]["f1"], 1.0);
     assert_eq!(e["frame_accuracy"], 1.0);
     // Second ear bout late by 0.5 s (no overlap), the tail bout on the wrong video.
-    write(&pred, &[(1, "a.mp4", 11.0, 2.0, "ear"), (2, "a.mp4", 33.5, 2.0, "ear"), (3, "a.mp4", 5.0, 5.0, "tail")]);
+    write(
+        &pred,
+        &[
+            (1, "a.mp4", 11.0, 2.0, "ear"),
+            (2, "a.mp4", 33.5, 2.0, "ear"),
+            (3, "a.mp4", 5.0, 5.0, "tail"),
+        ],
+    );
     let e = eval(&pred, &truth, "0");
     assert_eq!(e["bouts"]["ear"]["matched"], 1);
     assert_eq!(e["bouts"]["tail"]["matched"], 0);
@@ -56,7 +74,13 @@ fn unknown_class_in_predictions_exits_2_naming_file_and_value() {
     let pred = dir.path().join("pred.csv");
     write(&truth, &[(1, "a.mp4", 10.0, 4.0, "ear")]);
     write(&pred, &[(1, "a.mp4", 10.0, 4.0, "nose")]);
-    let out = ethos().args(["eval-events", "--pred"]).arg(&pred).arg("--truth").arg(&truth).output().unwrap();
+    let out = ethos()
+        .args(["eval-events", "--pred"])
+        .arg(&pred)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pred.csv") && err.contains("nose"), "{err}");

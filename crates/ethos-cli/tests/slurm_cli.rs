@@ -22,8 +22,14 @@ fn stand_ins(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&bin).unwrap();
     let log = dir.join("calls.log");
     let log = log.display();
-    write_exe(&bin.join("sbatch"), &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\necho 'Submitted batch job 4242'\n"));
-    write_exe(&bin.join("scontrol"), &format!("#!/bin/bash\necho \"scontrol $*\" >> {log}\n"));
+    write_exe(
+        &bin.join("sbatch"),
+        &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\necho 'Submitted batch job 4242'\n"),
+    );
+    write_exe(
+        &bin.join("scontrol"),
+        &format!("#!/bin/bash\necho \"scontrol $*\" >> {log}\n"),
+    );
     write_exe(
         &bin.join("fake-ethos"),
         &format!(
@@ -57,8 +63,25 @@ fn train_script_is_valid_bash_with_signal_and_resume() {
     let st = ethos()
         .args(["slurm", "train", "--config"])
         .arg(&cfg)
-        .args(["--partition", "gpu", "--account", "lab42", "--qos", "normal", "--time", "12:00:00"])
-        .args(["--gpus", "1", "--env", "module load cuda/12.4", "--set", "optim.lr=2e-5", "--out"])
+        .args([
+            "--partition",
+            "gpu",
+            "--account",
+            "lab42",
+            "--qos",
+            "normal",
+            "--time",
+            "12:00:00",
+        ])
+        .args([
+            "--gpus",
+            "1",
+            "--env",
+            "module load cuda/12.4",
+            "--set",
+            "optim.lr=2e-5",
+            "--out",
+        ])
         .arg(&out)
         .status()
         .unwrap();
@@ -89,12 +112,22 @@ fn predict_array_script_is_valid_bash() {
     let list = dir.path().join("videos.txt");
     std::fs::write(&list, "a.mp4\nb.mp4\n").unwrap();
     let out = ethos()
-        .args(["slurm", "predict", "--checkpoint", "run/best.ckpt", "--list"])
+        .args([
+            "slurm",
+            "predict",
+            "--checkpoint",
+            "run/best.ckpt",
+            "--list",
+        ])
         .arg(&list)
         .args(["--predict-out", "pred", "--array", "8", "--gpus", "0"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8(out.stdout).unwrap();
     let path = dir.path().join("p.sbatch");
     std::fs::write(&path, &s).unwrap();
@@ -105,7 +138,11 @@ fn predict_array_script_is_valid_bash() {
 }
 
 fn run_and_signal(script: &Path, dir: &Path, bin: &Path) -> String {
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut child = Command::new("bash")
         .arg(script)
         .env("PATH", path)
@@ -117,7 +154,10 @@ fn run_and_signal(script: &Path, dir: &Path, bin: &Path) -> String {
         .unwrap();
     let t0 = Instant::now();
     while !dir.join("started").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "stand-in ethos never started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "stand-in ethos never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // What SLURM does `--signal` seconds before the time limit.
@@ -133,11 +173,20 @@ fn time_limit_signal_checkpoints_then_requeues() {
     let bin = stand_ins(dir.path());
     let cfg = config(dir.path());
     let script = dir.path().join("train.sbatch");
-    let st = ethos().args(["slurm", "train", "--config"]).arg(&cfg).arg("--out").arg(&script).status().unwrap();
+    let st = ethos()
+        .args(["slurm", "train", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&script)
+        .status()
+        .unwrap();
     assert!(st.success());
     let log = run_and_signal(&script, dir.path(), &bin);
     let lines: Vec<&str> = log.lines().collect();
-    assert!(lines[0].starts_with("ethos train --config") && lines[0].contains("train.resume=auto"), "{log}");
+    assert!(
+        lines[0].starts_with("ethos train --config") && lines[0].contains("train.resume=auto"),
+        "{log}"
+    );
     assert_eq!(lines[1], "ethos got USR1, saved last.ckpt", "{log}");
     assert_eq!(lines[2], "scontrol requeue 1234", "{log}");
     assert!(!log.contains("ethos finished"), "{log}");
@@ -149,16 +198,31 @@ fn resubmit_mode_submits_itself_and_submit_flag_calls_sbatch() {
     let bin = stand_ins(dir.path());
     let cfg = config(dir.path());
     let script = dir.path().join("train.sbatch");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = ethos()
         .env("PATH", &path)
-        .args(["slurm", "train", "--on-timeout", "resubmit", "--submit", "--config"])
+        .args([
+            "slurm",
+            "train",
+            "--on-timeout",
+            "resubmit",
+            "--submit",
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--out")
         .arg(&script)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Submitted batch job 4242"));
     let log = run_and_signal(&script, dir.path(), &bin);
     let lines: Vec<&str> = log.lines().collect();
@@ -171,11 +235,30 @@ fn resubmit_mode_submits_itself_and_submit_flag_calls_sbatch() {
 fn a_job_that_ends_on_its_own_is_not_requeued() {
     let dir = tempfile::tempdir().unwrap();
     let bin = stand_ins(dir.path());
-    write_exe(&bin.join("fake-ethos"), &format!("#!/bin/bash\necho \"ethos $*\" >> {}/calls.log\nexit 3\n", dir.path().display()));
+    write_exe(
+        &bin.join("fake-ethos"),
+        &format!(
+            "#!/bin/bash\necho \"ethos $*\" >> {}/calls.log\nexit 3\n",
+            dir.path().display()
+        ),
+    );
     let cfg = config(dir.path());
     let script = dir.path().join("train.sbatch");
-    assert!(ethos().args(["slurm", "train", "--config"]).arg(&cfg).arg("--out").arg(&script).status().unwrap().success());
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    assert!(
+        ethos()
+            .args(["slurm", "train", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let st = Command::new("bash")
         .arg(&script)
         .env("PATH", path)
@@ -193,10 +276,18 @@ fn a_job_that_ends_on_its_own_is_not_requeued() {
 fn bad_arguments_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let out = ethos().args(["slurm", "train", "--config"]).arg(&cfg).args(["--time", "1h"]).output().unwrap();
+    let out = ethos()
+        .args(["slurm", "train", "--config"])
+        .arg(&cfg)
+        .args(["--time", "1h"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--time 1h"));
-    let out = ethos().args(["slurm", "train", "--config", "/nonexistent/x.yaml"]).output().unwrap();
+    let out = ethos()
+        .args(["slurm", "train", "--config", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
 }

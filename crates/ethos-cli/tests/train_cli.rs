@@ -22,10 +22,25 @@ fn dataset() -> &'static Path {
         let out = ethos()
             .args(["synth", "--out"])
             .arg(&dir)
-            .args(["--events", "36", "--resolution", "160x96", "--minutes", "0.5", "--imbalance", "2", "--seed", "3"])
+            .args([
+                "--events",
+                "36",
+                "--resolution",
+                "160x96",
+                "--minutes",
+                "0.5",
+                "--imbalance",
+                "2",
+                "--seed",
+                "3",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "synth failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
 }
@@ -54,7 +69,9 @@ fn tiny(run_dir: &Path) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     v.push(format!("train.run_dir={}", run_dir.display()));
-    v.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect()
+    v.iter()
+        .flat_map(|s| ["--set".to_string(), s.clone()])
+        .collect()
 }
 
 fn train(extra: &[&str], run_dir: &Path) -> Output {
@@ -69,7 +86,11 @@ fn train(extra: &[&str], run_dir: &Path) -> Output {
 
 fn ok(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "ethos failed ({:?}):\n{err}", out.status.code());
+    assert!(
+        out.status.success(),
+        "ethos failed ({:?}):\n{err}",
+        out.status.code()
+    );
     err
 }
 
@@ -78,9 +99,14 @@ fn history(run_dir: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(run_dir.join("history.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let keep: Vec<usize> =
-        (0..header.len()).filter(|&i| header[i] != "epoch_seconds" && header[i] != "samples_per_s").collect();
-    let mut rows = vec![keep.iter().map(|&i| header[i].to_string()).collect::<Vec<_>>()];
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != "epoch_seconds" && header[i] != "samples_per_s")
+        .collect();
+    let mut rows = vec![
+        keep.iter()
+            .map(|&i| header[i].to_string())
+            .collect::<Vec<_>>(),
+    ];
     for l in lines {
         let cells: Vec<&str> = l.split(',').collect();
         rows.push(keep.iter().map(|&i| cells[i].to_string()).collect());
@@ -100,18 +126,29 @@ fn resumed_runs_reproduce_the_uninterrupted_history_exactly() {
     ok(&train(&[], &full));
     let reference = history(&full);
     assert_eq!(reference.len(), 4, "3 epochs + header: {reference:?}");
-    for f in ["config.yaml", "best.ckpt", "last.ckpt", "per_sample_loss.csv", "metrics.json"] {
+    for f in [
+        "config.yaml",
+        "best.ckpt",
+        "last.ckpt",
+        "per_sample_loss.csv",
+        "metrics.json",
+    ] {
         assert!(full.join(f).is_file(), "{f} missing");
     }
     let per_sample = std::fs::read_to_string(full.join("per_sample_loss.csv")).unwrap();
-    assert!(per_sample.starts_with("split,event_idx,loss,predicted,true,correct,prob_ear,prob_tail"));
+    assert!(
+        per_sample.starts_with("split,event_idx,loss,predicted,true,correct,prob_ear,prob_tail")
+    );
 
     // Stopped at an epoch boundary, then resumed.
     let split = tmp("split");
     let err = ok(&train(&["--stop-after-epochs", "1"], &split));
     assert!(err.contains("resumable"), "{err}");
     assert_eq!(history(&split).len(), 2);
-    ok(&train(&["--resume", split.join("last.ckpt").to_str().unwrap()], &split));
+    ok(&train(
+        &["--resume", split.join("last.ckpt").to_str().unwrap()],
+        &split,
+    ));
     assert_eq!(history(&split), reference);
 
     // Interrupted by SIGTERM in the middle of epoch 2, then resumed with train.resume=auto.
@@ -140,7 +177,10 @@ fn resumed_runs_reproduce_the_uninterrupted_history_exactly() {
     assert!(signalled, "never saw epoch 2 start:\n{log}");
     assert!(status.success(), "SIGTERM must exit 0:\n{log}");
     assert!(log.contains("resumable"), "{log}");
-    assert!(history(&sig).len() < 4, "the run should have stopped early:\n{log}");
+    assert!(
+        history(&sig).len() < 4,
+        "the run should have stopped early:\n{log}"
+    );
     let out = train(&["--set", "train.resume=auto"], &sig);
     let err = ok(&out);
     assert!(err.contains("resuming from"), "{err}");
@@ -167,24 +207,56 @@ fn fails_with(out: &Output, needles: &[&str]) {
 #[test]
 fn bad_config_and_data_exit_2_naming_the_key_or_file() {
     let run = tmp("bad");
-    fails_with(&train(&["--set", "train.epohcs=3"], &run), &["train.epohcs", "did you mean `epochs`"]);
-    fails_with(&train(&["--set", "optim.lr=fast"], &run), &["optim.lr", "fast"]);
-    fails_with(&train(&["--set", "train.metric_key=f1_tial"], &run), &["train.metric_key", "f1_tial", "f1_tail"]);
+    fails_with(
+        &train(&["--set", "train.epohcs=3"], &run),
+        &["train.epohcs", "did you mean `epochs`"],
+    );
+    fails_with(
+        &train(&["--set", "optim.lr=fast"], &run),
+        &["optim.lr", "fast"],
+    );
+    fails_with(
+        &train(&["--set", "train.metric_key=f1_tial"], &run),
+        &["train.metric_key", "f1_tial", "f1_tail"],
+    );
     // A config file with an unknown key in a section.
     let cfg = run.with_extension("yaml");
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     let text = std::fs::read_to_string(dataset().join("config.yaml")).unwrap();
     let text = text.replace("train:\n", "train:\n  patience: 3\n");
-    std::fs::write(&cfg, text.replace("events: events.csv", &format!("events: {}", dataset().join("events.csv").display())))
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "events: events.csv",
+            &format!("events: {}", dataset().join("events.csv").display()),
+        ),
+    )
+    .unwrap();
+    let out = ethos()
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .output()
         .unwrap();
-    let out = ethos().args(["train", "--config"]).arg(&cfg).output().unwrap();
-    fails_with(&out, &["train.patience", cfg.file_name().unwrap().to_str().unwrap()]);
+    fails_with(
+        &out,
+        &["train.patience", cfg.file_name().unwrap().to_str().unwrap()],
+    );
     // A train split without any `tail` event.
     let train_csv = std::fs::read_to_string(dataset().join("splits/train.csv")).unwrap();
-    let no_tail: String = train_csv.lines().filter(|l| !l.contains(",tail,")).map(|l| format!("{l}\n")).collect();
+    let no_tail: String = train_csv
+        .lines()
+        .filter(|l| !l.contains(",tail,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let no_tail_csv = run.with_extension("train_no_tail.csv");
     std::fs::write(&no_tail_csv, no_tail).unwrap();
-    let out = train(&["--set", &format!("data.splits.train={}", no_tail_csv.display())], &run);
+    let out = train(
+        &[
+            "--set",
+            &format!("data.splits.train={}", no_tail_csv.display()),
+        ],
+        &run,
+    );
     fails_with(&out, &["train_no_tail.csv", "tail"]);
     let _ = std::fs::remove_file(cfg);
     let _ = std::fs::remove_file(no_tail_csv);

@@ -191,7 +191,12 @@ fn convert_and_inspect() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["count"], 7);
-    let t = &json["tensors"][0];
+    let t = json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == "0.weight")
+        .unwrap();
     assert_eq!(
         (t["key"].as_str(), t["dtype"].as_str()),
         (Some("0.weight"), Some("float32"))
@@ -229,4 +234,20 @@ fn doctor_reports_engine_and_ffmpeg() {
     let mut rest = String::new();
     r.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("libtorch_cuda"));
+}
+
+#[test]
+fn fetch_finishes_a_complete_part_file_after_416() {
+    let (body, hex) = payload();
+    let server = serve(body.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let file = format!("r3d_18-{}.pth", &hex[..8]);
+    std::fs::write(cache.path().join(format!("{file}.part")), &body).unwrap();
+    let out = fetch(&server, &file, cache.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        *server.ranges.lock().unwrap(),
+        vec![Some(body.len() as u64)]
+    );
+    assert_eq!(std::fs::read(cache.path().join(&file)).unwrap(), body);
 }

@@ -22,8 +22,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ethos_video::{Clip, ClipRequest, ClipSampler, Resize, Roi};
 use sha2::{Digest, Sha256};
@@ -60,9 +60,22 @@ impl CacheParams {
 /// The `N + 2M` times (seconds from the first frame, ascending) of an event's extended grid:
 /// index `M + i` is the `i`-th time of [`ClipRequest::sample_times`]. Times before 0 are left
 /// for the sampler to clamp.
-pub fn extended_times(start_s: f64, duration_s: f64, fps: f64, num_frames: usize, margin: usize) -> Vec<f64> {
+pub fn extended_times(
+    start_s: f64,
+    duration_s: f64,
+    fps: f64,
+    num_frames: usize,
+    margin: usize,
+) -> Vec<f64> {
     let (n, m) = (num_frames as f64, margin as i64);
-    let req = ClipRequest { start_s, duration_s, fps, num_frames, roi: None, resize: Resize::None };
+    let req = ClipRequest {
+        start_s,
+        duration_s,
+        fps,
+        num_frames,
+        roi: None,
+        resize: Resize::None,
+    };
     let base = req.sample_times();
     let centred = fps > 0.0 && duration_s >= n / fps;
     (-m..num_frames as i64 + m)
@@ -84,7 +97,11 @@ pub fn source_identity(path: &Path) -> Result<[u8; 32], DataError> {
     let io = |e| DataError::io(path, e);
     let mut file = File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    let mtime = meta.modified().map_err(io)?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mtime = meta
+        .modified()
+        .map_err(io)?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut h = Sha256::new();
     h.update(meta.len().to_le_bytes());
     h.update(mtime.as_secs().to_le_bytes());
@@ -111,11 +128,19 @@ pub struct IdentityCache {
 impl IdentityCache {
     /// The identity of `path`, computed on first use.
     pub fn get(&self, path: &Path) -> Result<[u8; 32], DataError> {
-        if let Some(id) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        if let Some(id) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
             return Ok(*id);
         }
         let id = source_identity(path)?;
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), id);
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), id);
         Ok(id)
     }
 }
@@ -161,7 +186,10 @@ impl Header {
 impl ClipCache {
     /// A cache in `dir` (created on first write) for `params`.
     pub fn new(dir: &Path, params: CacheParams) -> Self {
-        Self { dir: dir.to_path_buf(), params }
+        Self {
+            dir: dir.to_path_buf(),
+            params,
+        }
     }
 
     /// The cache folder.
@@ -233,26 +261,47 @@ impl ClipCache {
 
     fn read_header(&self, file: &mut File) -> Result<Header, String> {
         let mut fixed = [0u8; FIXED_HEADER];
-        file.read_exact_at(&mut fixed, 0).map_err(|e| format!("header: {e}"))?;
+        file.read_exact_at(&mut fixed, 0)
+            .map_err(|e| format!("header: {e}"))?;
         if &fixed[..8] != MAGIC {
             return Err("bad magic".into());
         }
-        let word = |i: usize| u32::from_le_bytes(fixed[8 + 4 * i..12 + 4 * i].try_into().expect("4 bytes")) as usize;
-        let (version, frames, height, width, margin, padded) = (word(0), word(1), word(2), word(3), word(4), word(5));
+        let word = |i: usize| {
+            u32::from_le_bytes(fixed[8 + 4 * i..12 + 4 * i].try_into().expect("4 bytes")) as usize
+        };
+        let (version, frames, height, width, margin, padded) =
+            (word(0), word(1), word(2), word(3), word(4), word(5));
         if version != CACHE_FORMAT_VERSION as usize {
-            return Err(format!("format version {version}, expected {CACHE_FORMAT_VERSION}"));
+            return Err(format!(
+                "format version {version}, expected {CACHE_FORMAT_VERSION}"
+            ));
         }
         let p = &self.params;
         if frames != p.stored_frames() || margin != p.margin {
-            return Err(format!("{frames} frames / margin {margin}, expected {} / {}", p.stored_frames(), p.margin));
+            return Err(format!(
+                "{frames} frames / margin {margin}, expected {} / {}",
+                p.stored_frames(),
+                p.margin
+            ));
         }
-        if height.min(width) != p.short_side as usize || height == 0 || width == 0 || height > 1 << 15 || width > 1 << 15 {
-            return Err(format!("frame size {width}x{height} does not have short side {}", p.short_side));
+        if height.min(width) != p.short_side as usize
+            || height == 0
+            || width == 0
+            || height > 1 << 15
+            || width > 1 << 15
+        {
+            return Err(format!(
+                "frame size {width}x{height} does not have short side {}",
+                p.short_side
+            ));
         }
         let mut rest = vec![0u8; 4 * frames + 4];
-        file.read_exact_at(&mut rest, FIXED_HEADER as u64).map_err(|e| format!("header: {e}"))?;
-        let frame_crcs: Vec<u32> =
-            rest.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        file.read_exact_at(&mut rest, FIXED_HEADER as u64)
+            .map_err(|e| format!("header: {e}"))?;
+        let frame_crcs: Vec<u32> = rest
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
         let stored_crc = frame_crcs[frames];
         let mut h = crc32fast::Hasher::new();
         h.update(&fixed);
@@ -260,7 +309,14 @@ impl ClipCache {
         if h.finalize() != stored_crc {
             return Err("header checksum mismatch".into());
         }
-        let header = Header { frames, height, width, margin, padded, frame_crcs: frame_crcs[..frames].to_vec() };
+        let header = Header {
+            frames,
+            height,
+            width,
+            margin,
+            padded,
+            frame_crcs: frame_crcs[..frames].to_vec(),
+        };
         let expected = (header.len() + frames * header.frame_bytes()) as u64;
         let actual = file.metadata().map_err(|e| e.to_string())?.len();
         if actual != expected {
@@ -272,15 +328,23 @@ impl ClipCache {
     /// Reads `count` frames starting at stored frame `first`, checking each frame's CRC.
     pub fn read_frames(&self, key: &str, first: usize, count: usize) -> Result<Clip, DataError> {
         let path = self.entry_path(key);
-        let corrupt = |reason: String| DataError::CorruptCache { path: path.clone(), reason };
+        let corrupt = |reason: String| DataError::CorruptCache {
+            path: path.clone(),
+            reason,
+        };
         let mut file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
         let header = self.read_header(&mut file).map_err(corrupt)?;
         if first + count > header.frames {
-            return Err(corrupt(format!("frames {first}..{} requested of {}", first + count, header.frames)));
+            return Err(corrupt(format!(
+                "frames {first}..{} requested of {}",
+                first + count,
+                header.frames
+            )));
         }
         let mut clip = Clip::zeros(count, header.height, header.width);
         let n = header.frame_bytes();
-        file.read_exact_at(&mut clip.data, (header.len() + first * n) as u64).map_err(|e| corrupt(e.to_string()))?;
+        file.read_exact_at(&mut clip.data, (header.len() + first * n) as u64)
+            .map_err(|e| corrupt(e.to_string()))?;
         for t in 0..count {
             if crc32fast::hash(clip.frame(t)) != header.frame_crcs[first + t] {
                 return Err(corrupt(format!("frame {} checksum mismatch", first + t)));
@@ -291,14 +355,33 @@ impl ClipCache {
 
     /// Decodes `event`'s extended grid from `source` and writes the entry atomically.
     /// Returns the stored clip (`N + 2M` frames).
-    pub fn build(&self, sampler: &ClipSampler, source: &Path, event: &Event, key: &str) -> Result<Clip, DataError> {
+    pub fn build(
+        &self,
+        sampler: &ClipSampler,
+        source: &Path,
+        event: &Event,
+        key: &str,
+    ) -> Result<Clip, DataError> {
         let p = &self.params;
-        let times = extended_times(event.start_s, event.duration_s, p.fps, p.num_frames, p.margin);
+        let times = extended_times(
+            event.start_s,
+            event.duration_s,
+            p.fps,
+            p.num_frames,
+            p.margin,
+        );
         let sampled = sampler
             .sample_times(source, &times, event.roi, Resize::ShortSide(p.short_side))
-            .map_err(|source| DataError::Video { event_idx: event.event_idx, source })?;
+            .map_err(|source| DataError::Video {
+                event_idx: event.event_idx,
+                source,
+            })?;
         if sampled.padded > 0 {
-            tracing::debug!(event = event.event_idx, padded = sampled.padded, "cache entry repeats the last frame");
+            tracing::debug!(
+                event = event.event_idx,
+                padded = sampled.padded,
+                "cache entry repeats the last frame"
+            );
         }
         self.write_entry(key, &sampled.clip, sampled.padded)?;
         Ok(sampled.clip)
@@ -315,7 +398,14 @@ impl ClipCache {
         ));
         let mut header = Vec::with_capacity(FIXED_HEADER + 4 * clip.frames + 4);
         header.extend_from_slice(MAGIC);
-        for v in [CACHE_FORMAT_VERSION as usize, clip.frames, clip.height, clip.width, self.params.margin, padded] {
+        for v in [
+            CACHE_FORMAT_VERSION as usize,
+            clip.frames,
+            clip.height,
+            clip.width,
+            self.params.margin,
+            padded,
+        ] {
             header.extend_from_slice(&(v as u32).to_le_bytes());
         }
         for t in 0..clip.frames {
@@ -380,7 +470,10 @@ pub fn build_entries(
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let report = Mutex::new(BuildReport { total, ..BuildReport::default() });
+    let report = Mutex::new(BuildReport {
+        total,
+        ..BuildReport::default()
+    });
     let fatal: Mutex<Option<DataError>> = Mutex::new(None);
     let sampler = ClipSampler::new(1);
     std::thread::scope(|scope| {
@@ -434,7 +527,12 @@ mod tests {
     use super::*;
 
     fn params() -> CacheParams {
-        CacheParams { fps: 4.0, num_frames: 3, margin: 1, short_side: 4 }
+        CacheParams {
+            fps: 4.0,
+            num_frames: 3,
+            margin: 1,
+            short_side: 4,
+        }
     }
 
     fn event() -> Event {
@@ -455,12 +553,21 @@ mod tests {
 
     #[test]
     fn extended_grid_contains_the_clip_grid() {
-        let base = ClipRequest { start_s: 1.0, duration_s: 2.0, fps: 4.0, num_frames: 3, roi: None, resize: Resize::None }
-            .sample_times();
+        let base = ClipRequest {
+            start_s: 1.0,
+            duration_s: 2.0,
+            fps: 4.0,
+            num_frames: 3,
+            roi: None,
+            resize: Resize::None,
+        }
+        .sample_times();
         let ext = extended_times(1.0, 2.0, 4.0, 3, 2);
         assert_eq!(ext.len(), 7);
         assert_eq!(&ext[2..5], &base[..]);
-        assert!((ext[0] - (base[0] - 0.5)).abs() < 1e-12 && (ext[6] - (base[2] + 0.5)).abs() < 1e-12);
+        assert!(
+            (ext[0] - (base[0] - 0.5)).abs() < 1e-12 && (ext[6] - (base[2] + 0.5)).abs() < 1e-12
+        );
         // Short window: spread grid, margin at the same spacing (duration / N).
         let ext = extended_times(0.0, 0.3, 10.0, 6, 1);
         assert!((ext[1] - 0.025).abs() < 1e-12 && (ext[0] + 0.025).abs() < 1e-12);
@@ -481,10 +588,22 @@ mod tests {
         moved.start_s = 1.5;
         assert_ne!(c.key(&id, &moved), k);
         for p in [
-            CacheParams { fps: 5.0, ..params() },
-            CacheParams { num_frames: 4, ..params() },
-            CacheParams { margin: 2, ..params() },
-            CacheParams { short_side: 8, ..params() },
+            CacheParams {
+                fps: 5.0,
+                ..params()
+            },
+            CacheParams {
+                num_frames: 4,
+                ..params()
+            },
+            CacheParams {
+                margin: 2,
+                ..params()
+            },
+            CacheParams {
+                short_side: 8,
+                ..params()
+            },
         ] {
             assert_ne!(ClipCache::new(dir.path(), p).key(&id, &event()), k);
         }
@@ -512,14 +631,24 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(c.status("k", false), EntryStatus::Valid);
         assert!(matches!(c.status("k", true), EntryStatus::Corrupt(r) if r.contains("frame 4")));
-        assert!(matches!(c.read_frames("k", 2, 3), Err(DataError::CorruptCache { .. })));
+        assert!(matches!(
+            c.read_frames("k", 2, 3),
+            Err(DataError::CorruptCache { .. })
+        ));
         assert!(c.read_frames("k", 0, 3).is_ok()); // untouched frames still read
         // Truncation is caught by the length check.
         std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
         assert!(matches!(c.status("k", false), EntryStatus::Corrupt(r) if r.contains("length")));
         // A header from other parameters is rejected.
         c.write_entry("k", &clip, 0).unwrap();
-        let other = ClipCache::new(dir.path(), CacheParams { margin: 2, num_frames: 1, ..params() });
+        let other = ClipCache::new(
+            dir.path(),
+            CacheParams {
+                margin: 2,
+                num_frames: 1,
+                ..params()
+            },
+        );
         assert!(matches!(other.status("k", false), EntryStatus::Corrupt(_)));
     }
 }

@@ -23,7 +23,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: &str, value: impl std::fmt::Debug, reason: impl Into<String>) -> Self {
-        Self { key: key.to_string(), value: format!("{value:?}"), reason: reason.into() }
+        Self {
+            key: key.to_string(),
+            value: format!("{value:?}"),
+            reason: reason.into(),
+        }
     }
 
     /// Always true: a config error is caused by the user's input (exit code 2).
@@ -146,27 +150,55 @@ impl DataConfig {
     /// Checks ranges and cross-key requirements; the first problem is returned naming key and value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.classes.len() < 2 {
-            return Err(ConfigError::new("data.classes", &self.classes, "needs at least two class names"));
+            return Err(ConfigError::new(
+                "data.classes",
+                &self.classes,
+                "needs at least two class names",
+            ));
         }
         for (i, name) in self.classes.iter().enumerate() {
             if name.trim().is_empty() {
-                return Err(ConfigError::new("data.classes", name, format!("class {i} has an empty name")));
+                return Err(ConfigError::new(
+                    "data.classes",
+                    name,
+                    format!("class {i} has an empty name"),
+                ));
             }
             if self.classes[..i].contains(name) {
-                return Err(ConfigError::new("data.classes", name, "duplicate class name"));
+                return Err(ConfigError::new(
+                    "data.classes",
+                    name,
+                    "duplicate class name",
+                ));
             }
         }
         if !(self.fps.is_finite() && self.fps > 0.0 && self.fps <= 1000.0) {
-            return Err(ConfigError::new("data.fps", self.fps, "must be a rate in (0, 1000] frames per second"));
+            return Err(ConfigError::new(
+                "data.fps",
+                self.fps,
+                "must be a rate in (0, 1000] frames per second",
+            ));
         }
         if self.num_frames == 0 || self.num_frames > 1024 {
-            return Err(ConfigError::new("data.num_frames", self.num_frames, "must be in 1..=1024"));
+            return Err(ConfigError::new(
+                "data.num_frames",
+                self.num_frames,
+                "must be in 1..=1024",
+            ));
         }
         if self.jitter_frames > 256 {
-            return Err(ConfigError::new("data.jitter_frames", self.jitter_frames, "must be at most 256"));
+            return Err(ConfigError::new(
+                "data.jitter_frames",
+                self.jitter_frames,
+                "must be at most 256",
+            ));
         }
         if self.input_size < 8 || self.input_size > 4096 {
-            return Err(ConfigError::new("data.input_size", self.input_size, "must be in 8..=4096 pixels"));
+            return Err(ConfigError::new(
+                "data.input_size",
+                self.input_size,
+                "must be in 8..=4096 pixels",
+            ));
         }
         if self.cache_short_side < self.input_size.min(8) || self.cache_short_side > 4096 {
             return Err(ConfigError::new(
@@ -176,25 +208,53 @@ impl DataConfig {
             ));
         }
         if self.batch_size == 0 {
-            return Err(ConfigError::new("data.batch_size", self.batch_size, "must be at least 1"));
+            return Err(ConfigError::new(
+                "data.batch_size",
+                self.batch_size,
+                "must be at least 1",
+            ));
         }
         if self.num_workers > 256 {
-            return Err(ConfigError::new("data.num_workers", self.num_workers, "must be at most 256"));
+            return Err(ConfigError::new(
+                "data.num_workers",
+                self.num_workers,
+                "must be at most 256",
+            ));
         }
         for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
             if !m.is_finite() {
-                return Err(ConfigError::new("data.mean", self.mean, format!("channel {c} is not finite")));
+                return Err(ConfigError::new(
+                    "data.mean",
+                    self.mean,
+                    format!("channel {c} is not finite"),
+                ));
             }
             if !(s.is_finite() && s > 0.0) {
-                return Err(ConfigError::new("data.std", self.std, format!("channel {c} must be > 0")));
+                return Err(ConfigError::new(
+                    "data.std",
+                    self.std,
+                    format!("channel {c} must be > 0"),
+                ));
             }
         }
         if self.mode == DataMode::ClipDir && self.clip_dir.is_none() {
-            return Err(ConfigError::new("data.clip_dir", &self.clip_dir, "must be set when data.mode is clip_dir"));
+            return Err(ConfigError::new(
+                "data.clip_dir",
+                &self.clip_dir,
+                "must be set when data.mode is clip_dir",
+            ));
         }
         for name in self.splits.keys() {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(ConfigError::new("data.splits", name, "split names use letters, digits, '_' or '-'"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::new(
+                    "data.splits",
+                    name,
+                    "split names use letters, digits, '_' or '-'",
+                ));
             }
         }
         Ok(())
@@ -243,17 +303,33 @@ impl AugmentationConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let [s0, s1] = self.rrc_scale;
         if !(s0.is_finite() && s1.is_finite() && 0.0 < s0 && s0 <= s1 && s1 <= 1.0) {
-            return Err(ConfigError::new("augmentation.rrc_scale", self.rrc_scale, "needs 0 < min <= max <= 1"));
+            return Err(ConfigError::new(
+                "augmentation.rrc_scale",
+                self.rrc_scale,
+                "needs 0 < min <= max <= 1",
+            ));
         }
         let [r0, r1] = self.rrc_ratio;
         if !(r0.is_finite() && r1.is_finite() && 0.0 < r0 && r0 <= r1) {
-            return Err(ConfigError::new("augmentation.rrc_ratio", self.rrc_ratio, "needs 0 < min <= max"));
+            return Err(ConfigError::new(
+                "augmentation.rrc_ratio",
+                self.rrc_ratio,
+                "needs 0 < min <= max",
+            ));
         }
         if !(0.0..=1.0).contains(&self.hflip_prob) {
-            return Err(ConfigError::new("augmentation.hflip_prob", self.hflip_prob, "must be in [0, 1]"));
+            return Err(ConfigError::new(
+                "augmentation.hflip_prob",
+                self.hflip_prob,
+                "must be in [0, 1]",
+            ));
         }
         if !(self.mixup_alpha.is_finite() && self.mixup_alpha > 0.0) {
-            return Err(ConfigError::new("augmentation.mixup_alpha", self.mixup_alpha, "must be > 0"));
+            return Err(ConfigError::new(
+                "augmentation.mixup_alpha",
+                self.mixup_alpha,
+                "must be > 0",
+            ));
         }
         Ok(())
     }
@@ -274,28 +350,47 @@ impl AugmentationConfig {
 /// Reads the `data` and `augmentation` sections of a YAML config file (other sections are left
 /// to their crates), resolves relative paths against the file's folder and validates both.
 /// Errors name the file and the key path (`data.num_frames: invalid type ...`).
-pub fn load_data_sections(path: &Path) -> Result<(DataConfig, AugmentationConfig), crate::error::DataError> {
+pub fn load_data_sections(
+    path: &Path,
+) -> Result<(DataConfig, AugmentationConfig), crate::error::DataError> {
     use crate::error::DataError;
-    let file_err = |reason: String| DataError::ConfigFile { path: path.to_path_buf(), reason };
+    let file_err = |reason: String| DataError::ConfigFile {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    let root: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+    let root: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| file_err(e.to_string()))?;
     let section = |name: &str| match &root {
-        serde_norway::Value::Mapping(m) => m.get(name).cloned().unwrap_or(serde_norway::Value::Null),
+        serde_norway::Value::Mapping(m) => {
+            m.get(name).cloned().unwrap_or(serde_norway::Value::Null)
+        }
         _ => serde_norway::Value::Null,
     };
-    fn parse<T: serde::de::DeserializeOwned + Default>(name: &str, v: serde_norway::Value) -> Result<T, String> {
+    fn parse<T: serde::de::DeserializeOwned + Default>(
+        name: &str,
+        v: serde_norway::Value,
+    ) -> Result<T, String> {
         if v.is_null() {
             return Ok(T::default());
         }
         serde_path_to_error::deserialize(v).map_err(|e| {
             let at = e.path().to_string();
-            let at = if at == "." { name.to_string() } else { format!("{name}.{at}") };
+            let at = if at == "." {
+                name.to_string()
+            } else {
+                format!("{name}.{at}")
+            };
             format!("{at}: {}", e.into_inner())
         })
     }
     let mut data: DataConfig = parse("data", section("data")).map_err(file_err)?;
-    let aug: AugmentationConfig = parse("augmentation", section("augmentation")).map_err(file_err)?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let aug: AugmentationConfig =
+        parse("augmentation", section("augmentation")).map_err(file_err)?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     data.resolve_paths(base);
     data.validate()?;
     aug.validate()?;
@@ -318,8 +413,15 @@ mod tests {
         assert_eq!(aug.hflip_prob, 0.25);
         std::fs::write(&path, "data:\n  classes: [a, b]\n  num_frames: many\n").unwrap();
         let err = load_data_sections(&path).unwrap_err().to_string();
-        assert!(err.contains("data.num_frames") && err.contains("c.yaml"), "{err}");
-        std::fs::write(&path, "data:\n  classes: [a, b]\naugmentation:\n  hflip: 1\n").unwrap();
+        assert!(
+            err.contains("data.num_frames") && err.contains("c.yaml"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "data:\n  classes: [a, b]\naugmentation:\n  hflip: 1\n",
+        )
+        .unwrap();
         let err = load_data_sections(&path).unwrap_err().to_string();
         assert!(err.contains("hflip"), "{err}");
     }
@@ -345,7 +447,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = serde_norway::from_str::<DataConfig>("classes: [a, b]\nnum_frame: 8\n").unwrap_err();
+        let err =
+            serde_norway::from_str::<DataConfig>("classes: [a, b]\nnum_frame: 8\n").unwrap_err();
         assert!(err.to_string().contains("num_frame"), "{err}");
         let err = serde_norway::from_str::<DataConfig>("mode: cached\n").unwrap_err();
         assert!(err.to_string().contains("cached"), "{err}");

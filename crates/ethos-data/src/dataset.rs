@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 use ethos_video::{Clip, ClipSampler, Resize};
 
-use crate::cache::{BuildReport, CacheJob, CacheParams, ClipCache, EntryStatus, IdentityCache, build_entries, extended_times};
+use crate::cache::{
+    BuildReport, CacheJob, CacheParams, ClipCache, EntryStatus, IdentityCache, build_entries,
+    extended_times,
+};
 use crate::config::{DataConfig, DataMode, OnBadVideo};
 use crate::error::DataError;
 use crate::manifest::{Event, EventsManifest, clip_file_name, load_split};
@@ -33,6 +36,8 @@ pub struct DatasetItem {
     pub clip_file: Option<PathBuf>,
     /// Its cache key (cache mode).
     pub cache_key: Option<String>,
+    /// Frame rate of the extracted clip, probed on first use (clip_dir mode).
+    clip_fps: std::sync::OnceLock<f64>,
 }
 
 /// The events of one split as uint8 clips `(N, H, W, 3)` with short side `data.cache_short_side`.
@@ -60,7 +65,12 @@ pub fn load_split_events(cfg: &DataConfig, split: &str) -> Result<Vec<Event>, Da
 
 /// The cache parameters a config implies.
 pub fn cache_params(cfg: &DataConfig) -> CacheParams {
-    CacheParams { fps: cfg.fps, num_frames: cfg.num_frames, margin: cfg.jitter_frames, short_side: cfg.cache_short_side }
+    CacheParams {
+        fps: cfg.fps,
+        num_frames: cfg.num_frames,
+        margin: cfg.jitter_frames,
+        short_side: cfg.cache_short_side,
+    }
 }
 
 impl ClipDataset {
@@ -72,7 +82,11 @@ impl ClipDataset {
     }
 
     /// As [`ClipDataset::open`] with another mode.
-    pub fn open_with_mode(cfg: &DataConfig, split: &str, mode: DataMode) -> Result<Self, DataError> {
+    pub fn open_with_mode(
+        cfg: &DataConfig,
+        split: &str,
+        mode: DataMode,
+    ) -> Result<Self, DataError> {
         let events = load_split_events(cfg, split)?;
         let mut ds = Self::from_events(cfg, split, events, mode)?;
         if mode == DataMode::Cache {
@@ -83,26 +97,44 @@ impl ClipDataset {
     }
 
     /// A dataset of `events` (already validated) without touching the cache.
-    pub fn from_events(cfg: &DataConfig, split: &str, events: Vec<Event>, mode: DataMode) -> Result<Self, DataError> {
+    pub fn from_events(
+        cfg: &DataConfig,
+        split: &str,
+        events: Vec<Event>,
+        mode: DataMode,
+    ) -> Result<Self, DataError> {
         let cache = ClipCache::new(&cfg.cache_dir, cache_params(cfg));
         let identities = IdentityCache::default();
         let mut items = Vec::with_capacity(events.len());
         for event in events {
             let source = cfg.videos_root.join(&event.video);
             let clip_file = match (mode, &cfg.clip_dir) {
-                (DataMode::ClipDir, Some(dir)) => Some(dir.join(clip_file_name(event.event_idx, &event.behavior))),
+                (DataMode::ClipDir, Some(dir)) => {
+                    Some(dir.join(clip_file_name(event.event_idx, &event.behavior)))
+                }
                 _ => None,
             };
             let cache_key = match mode {
                 DataMode::Cache => Some(cache.key(&identities.get(&source)?, &event)),
                 _ => None,
             };
-            items.push(DatasetItem { event, source, clip_file, cache_key });
+            items.push(DatasetItem {
+                event,
+                source,
+                clip_file,
+                cache_key,
+                clip_fps: Default::default(),
+            });
         }
         if mode == DataMode::ClipDir {
             let missing: Vec<String> = items
                 .iter()
-                .filter_map(|i| i.clip_file.as_ref().filter(|p| !p.is_file()).map(|p| p.display().to_string()))
+                .filter_map(|i| {
+                    i.clip_file
+                        .as_ref()
+                        .filter(|p| !p.is_file())
+                        .map(|p| p.display().to_string())
+                })
                 .collect();
             if !missing.is_empty() {
                 return Err(DataError::BadVideos(
@@ -135,7 +167,13 @@ impl ClipDataset {
         full_check: bool,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BuildReport, DataError> {
-        build_entries(&self.cache, &self.cache_jobs(), threads, full_check, progress)
+        build_entries(
+            &self.cache,
+            &self.cache_jobs(),
+            threads,
+            full_check,
+            progress,
+        )
     }
 
     /// The cache jobs of this dataset (cache mode only; empty otherwise).
@@ -143,14 +181,22 @@ impl ClipDataset {
         self.items
             .iter()
             .filter_map(|i| {
-                i.cache_key.as_ref().map(|key| CacheJob { event: i.event.clone(), source: i.source.clone(), key: key.clone() })
+                i.cache_key.as_ref().map(|key| CacheJob {
+                    event: i.event.clone(),
+                    source: i.source.clone(),
+                    key: key.clone(),
+                })
             })
             .collect()
     }
 
     /// Applies `on_bad_video` to the failures of a cache build: an error listing them all, or
     /// leaving those events out with a warning.
-    pub fn apply_bad_videos(&mut self, report: &BuildReport, policy: OnBadVideo) -> Result<(), DataError> {
+    pub fn apply_bad_videos(
+        &mut self,
+        report: &BuildReport,
+        policy: OnBadVideo,
+    ) -> Result<(), DataError> {
         if report.bad.is_empty() {
             return Ok(());
         }
@@ -160,7 +206,8 @@ impl ClipDataset {
                 for b in &report.bad {
                     tracing::warn!(split = %self.split, "skipping {b}");
                 }
-                self.items.retain(|i| !report.bad.iter().any(|b| b.event_idx == i.event.event_idx));
+                self.items
+                    .retain(|i| !report.bad.iter().any(|b| b.event_idx == i.event.event_idx));
                 Ok(())
             }
         }
@@ -206,7 +253,10 @@ impl ClipDataset {
         self.items
             .iter()
             .position(|i| i.event.event_idx == event_idx)
-            .ok_or_else(|| DataError::UnknownEvent { event_idx, split: self.split.clone() })
+            .ok_or_else(|| DataError::UnknownEvent {
+                event_idx,
+                split: self.split.clone(),
+            })
     }
 
     /// The temporal jitter range `M` in frames.
@@ -225,19 +275,53 @@ impl ClipDataset {
             let e = &item.event;
             extended_times(e.start_s, e.duration_s, p.fps, n, p.margin)[first..first + n].to_vec()
         };
-        let video_err = |source| DataError::Video { event_idx: item.event.event_idx, source };
+        let video_err = |source| DataError::Video {
+            event_idx: item.event.event_idx,
+            source,
+        };
         match self.mode {
             DataMode::Source => Ok(self
                 .sampler
-                .sample_times(&item.source, &times(), item.event.roi, Resize::ShortSide(p.short_side))
+                .sample_times(
+                    &item.source,
+                    &times(),
+                    item.event.roi,
+                    Resize::ShortSide(p.short_side),
+                )
                 .map_err(video_err)?
                 .clip),
             DataMode::ClipDir => {
+                // `ethos extract` writes, as clip frame k, the source frame shown at
+                // start + k / fps, i.e. source frame n0 + k with n0 = the frame shown at start.
+                // So the source frame shown at t is clip frame floor(t * fps) - n0; sampling the
+                // middle of that frame's display interval keeps the three modes on the same frames.
                 let path = item.clip_file.as_deref().unwrap_or(Path::new(""));
-                let local: Vec<f64> = times().iter().map(|t| t - item.event.start_s).collect();
+                let fps = match item.clip_fps.get() {
+                    Some(&f) => f,
+                    None => {
+                        let info = ethos_video::probe(path).map_err(video_err)?;
+                        let f = if info.real_fps > 0.0 {
+                            info.real_fps
+                        } else {
+                            info.avg_fps
+                        };
+                        *item.clip_fps.get_or_init(|| f)
+                    }
+                };
+                let eps = ethos_video::TIME_EPS;
+                let n0 = (item.event.start_s * fps + eps).floor();
+                let local: Vec<f64> = times()
+                    .iter()
+                    .map(|t| (((t * fps + eps).floor() - n0).max(0.0) + 0.5) / fps)
+                    .collect();
                 Ok(self
                     .sampler
-                    .sample_times(path, &local, item.event.roi, Resize::ShortSide(p.short_side))
+                    .sample_times(
+                        path,
+                        &local,
+                        item.event.roi,
+                        Resize::ShortSide(p.short_side),
+                    )
                     .map_err(video_err)?
                     .clip)
             }
@@ -249,7 +333,9 @@ impl ClipDataset {
                         if !matches!(self.cache.status(key, false), EntryStatus::Missing) {
                             tracing::warn!("{err}; rebuilding it");
                         }
-                        let full = self.cache.build(&self.sampler, &item.source, &item.event, key)?;
+                        let full =
+                            self.cache
+                                .build(&self.sampler, &item.source, &item.event, key)?;
                         let len = full.frame_len();
                         Ok(Clip {
                             frames: n,

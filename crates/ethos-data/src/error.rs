@@ -19,7 +19,13 @@ pub struct BadVideo {
 
 impl std::fmt::Display for BadVideo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "event {} ({}): {}", self.event_idx, self.path.display(), self.reason)
+        write!(
+            f,
+            "event {} ({}): {}",
+            self.event_idx,
+            self.path.display(),
+            self.reason
+        )
     }
 }
 
@@ -107,11 +113,16 @@ impl DataError {
             | DataError::UnknownEvent { .. }
             | DataError::BadVideos(_) => true,
             DataError::Video { source, .. } => source.is_bad_input(),
-            DataError::Io { .. } | DataError::CorruptCache { .. } | DataError::Shape { .. } => false,
+            DataError::Io { .. } | DataError::CorruptCache { .. } | DataError::Shape { .. } => {
+                false
+            }
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

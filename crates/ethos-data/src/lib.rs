@@ -4,13 +4,13 @@
 //! No tensor-engine types here: clips are uint8 [`ethos_video::Clip`]s and batches are plain
 //! float32 buffers with their shape.
 
+pub mod cache;
 pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod loader;
 pub mod manifest;
 pub mod rng;
 pub mod sampler;
 pub mod synth;
 pub mod transforms;
-pub mod cache;
-pub mod dataset;
-pub mod error;
-pub mod loader;

@@ -129,7 +129,11 @@ pub fn prepare_sample(
     let clip = source.load(index, offset)?;
     let params = transform.sample_params(&mut rng, clip.height, clip.width);
     let clip = transform.apply(resizer, &clip, &params);
-    Ok(PreparedSample { clip, offset, params })
+    Ok(PreparedSample {
+        clip,
+        offset,
+        params,
+    })
 }
 
 /// The parallel loader over a clip source with one transform.
@@ -141,10 +145,18 @@ pub struct Loader {
 
 impl Loader {
     /// A loader of `source` through `transform`.
-    pub fn new(source: Arc<dyn ClipSource>, transform: ClipTransform, mut opts: LoaderOptions) -> Self {
+    pub fn new(
+        source: Arc<dyn ClipSource>,
+        transform: ClipTransform,
+        mut opts: LoaderOptions,
+    ) -> Self {
         opts.batch_size = opts.batch_size.max(1);
         opts.queue_depth = opts.queue_depth.max(1);
-        Self { source, transform: Arc::new(transform), opts }
+        Self {
+            source,
+            transform: Arc::new(transform),
+            opts,
+        }
     }
 
     /// Bytes of one full batch of float32 inputs.
@@ -161,7 +173,11 @@ impl Loader {
     /// Number of batches of an epoch of `epoch_len` positions.
     pub fn num_batches(&self, epoch_len: usize) -> usize {
         let b = self.opts.batch_size;
-        if self.opts.drop_last { epoch_len / b } else { epoch_len.div_ceil(b) }
+        if self.opts.drop_last {
+            epoch_len / b
+        } else {
+            epoch_len.div_ceil(b)
+        }
     }
 
     /// The batches of `epoch`, in sampler order.
@@ -171,7 +187,12 @@ impl Loader {
 
     /// The batches of `epoch` starting at batch `start_batch` (a resume): identical to those an
     /// uninterrupted epoch yields from there.
-    pub fn epoch_from(&self, sampler: &dyn Sampler, epoch: u64, start_batch: usize) -> EpochBatches {
+    pub fn epoch_from(
+        &self,
+        sampler: &dyn Sampler,
+        epoch: u64,
+        start_batch: usize,
+    ) -> EpochBatches {
         let order = sampler.epoch_order(self.opts.seed, epoch);
         let num_batches = self.num_batches(order.len());
         let job = Arc::new(EpochJob {
@@ -182,7 +203,10 @@ impl Loader {
             epoch,
         });
         let window = Arc::new(Window {
-            state: Mutex::new(WindowState { next_claim: start_batch, delivered: start_batch }),
+            state: Mutex::new(WindowState {
+                next_claim: start_batch,
+                delivered: start_batch,
+            }),
             cond: Condvar::new(),
             cancel: AtomicBool::new(false),
         });
@@ -193,10 +217,21 @@ impl Loader {
             rx = Some(r);
             for _ in 0..self.opts.num_workers {
                 let (job, window, tx) = (Arc::clone(&job), Arc::clone(&window), tx.clone());
-                workers.push(std::thread::spawn(move || worker(&job, &window, num_batches, &tx)));
+                workers.push(std::thread::spawn(move || {
+                    worker(&job, &window, num_batches, &tx)
+                }));
             }
         }
-        EpochBatches { job, window, rx, workers, next: start_batch, num_batches, pending: BTreeMap::new(), failed: false }
+        EpochBatches {
+            job,
+            window,
+            rx,
+            workers,
+            next: start_batch,
+            num_batches,
+            pending: BTreeMap::new(),
+            failed: false,
+        }
     }
 }
 
@@ -211,7 +246,8 @@ struct EpochJob {
 impl EpochJob {
     fn build_batch(&self, b: usize, resizer: &mut Resizer) -> Result<Batch, DataError> {
         let o = &self.opts;
-        let positions: Vec<usize> = (b * o.batch_size..((b + 1) * o.batch_size).min(self.order.len())).collect();
+        let positions: Vec<usize> =
+            (b * o.batch_size..((b + 1) * o.batch_size).min(self.order.len())).collect();
         let size = self.transform.input_size();
         let shape = o.layout.shape(positions.len(), o.num_frames, size, size);
         let per_sample = 3 * o.num_frames * size * size;
@@ -219,16 +255,39 @@ impl EpochJob {
         let (mut labels, mut event_idx) = (Vec::new(), Vec::new());
         for (slot, &pos) in positions.iter().enumerate() {
             let index = self.order[pos];
-            let s = prepare_sample(&*self.source, &self.transform, resizer, o.seed, self.epoch, pos, index)?;
+            let s = prepare_sample(
+                &*self.source,
+                &self.transform,
+                resizer,
+                o.seed,
+                self.epoch,
+                pos,
+                index,
+            )?;
             let expected = [o.num_frames, size, size, 3];
             if s.clip.shape() != expected {
-                return Err(DataError::Shape { event_idx: self.source.event_idx(index), got: s.clip.shape(), expected });
+                return Err(DataError::Shape {
+                    event_idx: self.source.event_idx(index),
+                    got: s.clip.shape(),
+                    expected,
+                });
             }
-            self.transform.normalize_into(&s.clip, o.layout, &mut inputs[slot * per_sample..(slot + 1) * per_sample]);
+            self.transform.normalize_into(
+                &s.clip,
+                o.layout,
+                &mut inputs[slot * per_sample..(slot + 1) * per_sample],
+            );
             labels.push(self.source.label(index));
             event_idx.push(self.source.event_idx(index));
         }
-        Ok(Batch { inputs, shape, layout: o.layout, labels, event_idx, positions })
+        Ok(Batch {
+            inputs,
+            shape,
+            layout: o.layout,
+            labels,
+            event_idx,
+            positions,
+        })
     }
 }
 
@@ -245,7 +304,12 @@ struct Window {
 
 type Delivery = (usize, Result<Batch, DataError>);
 
-fn worker(job: &EpochJob, window: &Window, num_batches: usize, tx: &crossbeam_channel::Sender<Delivery>) {
+fn worker(
+    job: &EpochJob,
+    window: &Window,
+    num_batches: usize,
+    tx: &crossbeam_channel::Sender<Delivery>,
+) {
     let mut resizer = Resizer::new();
     loop {
         let b = {
@@ -362,7 +426,7 @@ mod tests {
             self.n
         }
         fn label(&self, index: usize) -> usize {
-            usize::from(index % 5 == 0)
+            usize::from(index.is_multiple_of(5))
         }
         fn event_idx(&self, index: usize) -> u32 {
             100 + index as u32
@@ -400,9 +464,13 @@ mod tests {
     }
 
     fn collect(l: &Loader, epoch: u64, start: usize) -> Vec<Batch> {
-        let labels: Vec<usize> = (0..23).map(|i| usize::from(i % 5 == 0)).collect();
+        let labels: Vec<usize> = (0..23usize)
+            .map(|i| usize::from(i.is_multiple_of(5)))
+            .collect();
         let sampler = BalancedSampler::new(&labels, None);
-        l.epoch_from(&sampler, epoch, start).map(|b| b.unwrap()).collect()
+        l.epoch_from(&sampler, epoch, start)
+            .map(|b| b.unwrap())
+            .collect()
     }
 
     #[test]
@@ -411,7 +479,12 @@ mod tests {
         assert_eq!(one.len(), 8); // 23 positions in batches of 3
         assert_eq!(one[7].labels.len(), 2);
         assert_eq!(one[0].shape, [3, 3, 4, 16, 16]);
-        assert_eq!(one.iter().flat_map(|b| b.positions.clone()).collect::<Vec<_>>(), (0..23).collect::<Vec<_>>());
+        assert_eq!(
+            one.iter()
+                .flat_map(|b| b.positions.clone())
+                .collect::<Vec<_>>(),
+            (0..23).collect::<Vec<_>>()
+        );
         let four = collect(&loader(4), 3, 0);
         assert_eq!(one, four);
         assert_eq!(one, collect(&loader(1), 3, 0)); // a second run with the same seed

@@ -78,7 +78,10 @@ impl BalancedSampler {
             by_class[label].push(i);
         }
         by_class.retain(|members| !members.is_empty());
-        Self { by_class, epoch_len: epoch_len.unwrap_or(labels.len()) }
+        Self {
+            by_class,
+            epoch_len: epoch_len.unwrap_or(labels.len()),
+        }
     }
 }
 
@@ -96,7 +99,11 @@ impl Sampler for BalancedSampler {
             .collect()
     }
     fn epoch_len(&self) -> usize {
-        if self.by_class.is_empty() { 0 } else { self.epoch_len }
+        if self.by_class.is_empty() {
+            0
+        } else {
+            self.epoch_len
+        }
     }
 }
 
@@ -119,16 +126,26 @@ mod tests {
         }
         for (class, &count) in counts.iter().enumerate() {
             let share = count as f64 / 10_000.0;
-            assert!((share - 1.0 / 3.0).abs() < 0.02, "class {class} share {share}");
+            assert!(
+                (share - 1.0 / 3.0).abs() < 0.02,
+                "class {class} share {share}"
+            );
         }
         // Draws inside a class cover its members.
-        let tail: std::collections::HashSet<_> = order.iter().filter(|&&i| labels[i] == 1).collect();
-        assert!(tail.len() > 150, "only {} distinct tail samples", tail.len());
+        let tail: std::collections::HashSet<_> =
+            order.iter().filter(|&&i| labels[i] == 1).collect();
+        assert!(
+            tail.len() > 150,
+            "only {} distinct tail samples",
+            tail.len()
+        );
     }
 
     #[test]
     fn orders_depend_only_on_seed_and_epoch() {
-        let labels: Vec<usize> = (0..100).map(|i| usize::from(i % 7 == 0)).collect();
+        let labels: Vec<usize> = (0..100usize)
+            .map(|i| usize::from(i.is_multiple_of(7)))
+            .collect();
         let b = BalancedSampler::new(&labels, None);
         assert_eq!(b.epoch_len(), 100);
         assert_eq!(b.epoch_order(1, 3), b.epoch_order(1, 3));
@@ -140,6 +157,9 @@ mod tests {
         assert_ne!(order, s.epoch_order(5, 1));
         order.sort_unstable();
         assert_eq!(order, (0..100).collect::<Vec<_>>());
-        assert_eq!(SequentialSampler::new(4).epoch_order(9, 9), vec![0, 1, 2, 3]);
+        assert_eq!(
+            SequentialSampler::new(4).epoch_order(9, 9),
+            vec![0, 1, 2, 3]
+        );
     }
 }

@@ -30,7 +30,13 @@ fn frame(n: usize) -> Vec<u8> {
 }
 
 fn write_video(path: &Path, frames: std::ops::Range<usize>) {
-    let opts = WriterOptions { codec: Codec::H264, fps: FPS, gop: 30, quality: Some(12), b_frames: false };
+    let opts = WriterOptions {
+        codec: Codec::H264,
+        fps: FPS,
+        gop: 30,
+        quality: Some(12),
+        b_frames: false,
+    };
     let mut w = ClipWriter::create(path, W as u32, H as u32, &opts).unwrap();
     for n in frames {
         w.write_frame(&frame(n)).unwrap();
@@ -59,12 +65,19 @@ fn setup(dir: &Path) -> DataConfig {
     let yaml = "data:\n  classes: [ear, tail]\n  splits: {train: splits/train.csv}\n  clip_dir: clips\n  \
                 fps: 5\n  num_frames: 4\n  jitter_frames: 2\n  cache_short_side: 24\n  input_size: 16\n  num_workers: 2\n";
     std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-    ethos_data::config::load_data_sections(&dir.join("config.yaml")).unwrap().0
+    ethos_data::config::load_data_sections(&dir.join("config.yaml"))
+        .unwrap()
+        .0
 }
 
 fn mean_abs_diff(a: &Clip, b: &Clip) -> f64 {
     assert_eq!(a.shape(), b.shape());
-    a.data.iter().zip(&b.data).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / a.data.len() as f64
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .sum::<f64>()
+        / a.data.len() as f64
 }
 
 #[test]
@@ -83,7 +96,10 @@ fn three_modes_agree_and_corrupt_entries_are_rebuilt() {
             assert_eq!(s, c, "event {i} offset {offset}");
             let d = clips.load(i, offset).unwrap();
             let diff = mean_abs_diff(&s, &d);
-            assert!(diff < 3.0, "clip_dir differs from source by {diff} (event {i}, offset {offset})");
+            assert!(
+                diff < 3.0,
+                "clip_dir differs from source by {diff} (event {i}, offset {offset})"
+            );
         }
         // Different offsets are different frames.
         assert!(mean_abs_diff(&source.load(i, -2).unwrap(), &source.load(i, 2).unwrap()) > 3.0);
@@ -100,7 +116,8 @@ fn three_modes_agree_and_corrupt_entries_are_rebuilt() {
     let mid = bad.len() - 100;
     bad[mid] ^= 0xff;
     std::fs::write(&path, &bad).unwrap();
-    let cc = ethos_data::cache::ClipCache::new(&cfg.cache_dir, ethos_data::dataset::cache_params(&cfg));
+    let cc =
+        ethos_data::cache::ClipCache::new(&cfg.cache_dir, ethos_data::dataset::cache_params(&cfg));
     assert!(matches!(cc.status(&key, true), EntryStatus::Corrupt(_)));
     assert_eq!(cache.load(1, 2).unwrap(), source.load(1, 2).unwrap());
     assert_eq!(cc.status(&key, true), EntryStatus::Valid);
@@ -108,7 +125,10 @@ fn three_modes_agree_and_corrupt_entries_are_rebuilt() {
     // A truncated entry is rebuilt by a full-check build (what `ethos cache` runs).
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     let report = cache.ensure_cache(2, true, &|_, _| {}).unwrap();
-    assert_eq!((report.total, report.reused, report.rebuilt, report.built), (2, 1, 1, 0));
+    assert_eq!(
+        (report.total, report.reused, report.rebuilt, report.built),
+        (2, 1, 1, 0)
+    );
     assert_eq!(std::fs::read(&path).unwrap(), good);
 }
 
@@ -118,7 +138,10 @@ fn cache_keys_follow_decode_parameters() {
     let mut cfg = setup(dir.path());
     let keys = |cfg: &DataConfig| -> Vec<String> {
         let ds = ClipDataset::open_with_mode(cfg, "train", DataMode::Cache).unwrap();
-        ds.items().iter().map(|i| i.cache_key.clone().unwrap()).collect()
+        ds.items()
+            .iter()
+            .map(|i| i.cache_key.clone().unwrap())
+            .collect()
     };
     let base = keys(&cfg);
     cfg.batch_size = 7;
@@ -149,7 +172,10 @@ fn bad_videos_fail_or_are_skipped() {
     assert_eq!(report.bad[0].event_idx, 2);
     let err = ds.apply_bad_videos(&report, OnBadVideo::Fail).unwrap_err();
     assert!(err.is_bad_input());
-    assert!(matches!(&err, DataError::BadVideos(v) if v.len() == 1), "{err}");
+    assert!(
+        matches!(&err, DataError::BadVideos(v) if v.len() == 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("broken.mp4"), "{err}");
     ds.apply_bad_videos(&report, OnBadVideo::Skip).unwrap();
     assert_eq!(ds.len(), 1);

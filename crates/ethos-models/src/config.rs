@@ -119,7 +119,11 @@ pub struct ModelConfigError {
 
 impl ModelConfigError {
     fn new(key: &str, value: impl std::fmt::Debug, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), value: format!("{value:?}"), reason: reason.into() }
+        Self {
+            key: key.into(),
+            value: format!("{value:?}"),
+            reason: reason.into(),
+        }
     }
 
     /// Always true: caused by the user's config (exit code 2).
@@ -150,12 +154,20 @@ impl ModelConfig {
             ));
         }
         if !(0.0..1.0).contains(&self.head_dropout) {
-            return Err(ModelConfigError::new("model.head_dropout", self.head_dropout, "must be in [0, 1)"));
+            return Err(ModelConfigError::new(
+                "model.head_dropout",
+                self.head_dropout,
+                "must be in [0, 1)",
+            ));
         }
         if let Some(p) = self.drop_path
             && !(0.0..1.0).contains(&p)
         {
-            return Err(ModelConfigError::new("model.drop_path", p, "must be in [0, 1)"));
+            return Err(ModelConfigError::new(
+                "model.drop_path",
+                p,
+                "must be in [0, 1)",
+            ));
         }
         if self.preset.is_none() && self.config.is_none() {
             return Err(ModelConfigError::new(
@@ -165,7 +177,11 @@ impl ModelConfig {
             ));
         }
         if self.num_queries == 0 {
-            return Err(ModelConfigError::new("model.num_queries", self.num_queries, "must be at least 1"));
+            return Err(ModelConfigError::new(
+                "model.num_queries",
+                self.num_queries,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -177,9 +193,10 @@ mod tests {
 
     #[test]
     fn parses_and_validates() {
-        let mut c: ModelConfig =
-            serde_json::from_value(serde_json::json!({"arch": "r3d_18", "preset": "r3d_18", "weights": "w.pth"}))
-                .unwrap();
+        let mut c: ModelConfig = serde_json::from_value(
+            serde_json::json!({"arch": "r3d_18", "preset": "r3d_18", "weights": "w.pth"}),
+        )
+        .unwrap();
         assert_eq!(c.arch, Arch::R3d18);
         c.resolve_paths(Path::new("/cfg"));
         assert_eq!(c.weights, Some(PathBuf::from("/cfg/w.pth")));
@@ -187,6 +204,8 @@ mod tests {
         c.num_classes = Some(3);
         assert_eq!(c.validate(2).unwrap_err().key, "model.num_classes");
         assert!(serde_json::from_value::<ModelConfig>(serde_json::json!({"arch": "vit"})).is_err());
-        assert!(serde_json::from_value::<ModelConfig>(serde_json::json!({"head_dropot": 0.1})).is_err());
+        assert!(
+            serde_json::from_value::<ModelConfig>(serde_json::json!({"head_dropot": 0.1})).is_err()
+        );
     }
 }

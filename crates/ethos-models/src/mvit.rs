@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Tensor, nn};
 
 use crate::model::{InputLayout, VideoModel};
 
@@ -242,7 +242,7 @@ impl MvitConfig {
                 return bad(format!("{name} = {p} (must be in [0, 1])"));
             }
         }
-        if !(self.norm_eps > 0.0) {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
             return bad(format!("norm_eps = {} (must be > 0)", self.norm_eps));
         }
         let positive = |name: &str, v: &[i64]| -> Result<(), MvitError> {
@@ -785,7 +785,7 @@ fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
     let mut noise = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
     let _ = noise.bernoulli_float_(survival);
     if survival > 0.0 {
-        noise = noise / survival;
+        noise /= survival;
     }
     x * noise
 }
@@ -1209,7 +1209,7 @@ impl Mvit {
                     .expand([t, hw, c0], false)
                     .reshape([-1, c0]);
             let all = Tensor::cat(&[pos.class.unsqueeze(0), grid], 0).unsqueeze(0);
-            x = x + all;
+            x += all;
         }
         capture.put("patch_embed", &x);
         for (i, block) in self.blocks.iter().enumerate() {
@@ -1250,6 +1250,7 @@ impl VideoModel for Mvit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind};
 
     fn torchvision_v2_s_blocks() -> Vec<MvitBlockConfig> {
         let heads = [1, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8];

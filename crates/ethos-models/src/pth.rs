@@ -778,8 +778,13 @@ impl<'a> Vm<'a> {
                 key,
                 _location,
                 numel,
-                ..,
+                rest @ ..,
             ] if tag == "storage" => {
+                // Legacy files may describe a view into a larger storage; torch stopped writing them
+                // (tensors carry their own offset), and reading one as a whole storage would be wrong.
+                if rest.first().is_some_and(|v| !matches!(v, Value::None)) {
+                    return Err(self.err("storage views (legacy view metadata) are not supported"));
+                }
                 let key = match key {
                     Value::Str(s) => s.clone(),
                     Value::Int(i) => i.to_string(),

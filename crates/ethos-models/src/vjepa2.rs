@@ -1196,9 +1196,9 @@ impl VideoModel for Vjepa2Encoder {
 #[derive(Debug)]
 pub enum Vjepa2Checkpoint {
     /// Encoder + attentive pooler + classifier.
-    Classifier(Vjepa2ForVideoClassification),
+    Classifier(Box<Vjepa2ForVideoClassification>),
     /// The encoder alone (no head in the weights).
-    Encoder(Vjepa2Encoder),
+    Encoder(Box<Vjepa2Encoder>),
 }
 
 impl Vjepa2Checkpoint {
@@ -1217,12 +1217,13 @@ impl Vjepa2Checkpoint {
         let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
         let layout = Vjepa2WeightLayout::detect(&keys);
         let model = if layout.has_classifier {
-            Self::Classifier(Vjepa2ForVideoClassification::new(&vs.root(), cfg)?)
-        } else {
-            Self::Encoder(Vjepa2Encoder::new(
-                &(vs.root() / "vjepa2" / "encoder"),
+            Self::Classifier(Box::new(Vjepa2ForVideoClassification::new(
+                &vs.root(),
                 cfg,
-            )?)
+            )?))
+        } else {
+            let path = vs.root() / "vjepa2" / "encoder";
+            Self::Encoder(Box::new(Vjepa2Encoder::new(&path, cfg)?))
         };
         let opts = LoadOptions {
             strict: true,

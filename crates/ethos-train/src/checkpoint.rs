@@ -171,7 +171,11 @@ impl View for TensorBytes<'_> {
         &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        let t = self.tensor.detach().to_device(tch::Device::Cpu).contiguous();
+        let t = self
+            .tensor
+            .detach()
+            .to_device(tch::Device::Cpu)
+            .contiguous();
         let numel = t.numel();
         let mut buf = vec![0u8; self.data_len()];
         t.copy_data_u8(&mut buf, numel);
@@ -183,11 +187,17 @@ impl View for TensorBytes<'_> {
 }
 
 fn fmt_err(path: &Path, msg: impl Into<String>) -> CheckpointError {
-    CheckpointError::Format { path: path.to_path_buf(), msg: msg.into() }
+    CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes the checkpoint to its temporary name and fsyncs it, without renaming it into place.
@@ -202,10 +212,21 @@ pub fn write_temp(
     let mut views = Vec::with_capacity(model.len() + optim.len());
     for (prefix, list) in [(MODEL_PREFIX, model), (OPTIM_PREFIX, optim)] {
         for (name, t) in list {
-            let dtype = kind_to_dtype(t.kind())
-                .ok_or_else(|| fmt_err(path, format!("tensor {name}: unsupported dtype {:?}", t.kind())))?;
+            let dtype = kind_to_dtype(t.kind()).ok_or_else(|| {
+                fmt_err(
+                    path,
+                    format!("tensor {name}: unsupported dtype {:?}", t.kind()),
+                )
+            })?;
             let shape = t.size().iter().map(|&d| d as usize).collect();
-            views.push((format!("{prefix}{name}"), TensorBytes { tensor: t, dtype, shape }));
+            views.push((
+                format!("{prefix}{name}"),
+                TensorBytes {
+                    tensor: t,
+                    dtype,
+                    shape,
+                },
+            ));
         }
     }
     let state_json = serde_json::to_string(state).map_err(|e| fmt_err(path, e.to_string()))?;
@@ -223,7 +244,9 @@ pub fn write_temp(
     }
     safetensors::serialize_to_file(views, Some(meta), &tmp)
         .map_err(|e| fmt_err(path, format!("serialising: {e}")))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
     Ok(tmp)
 }
 
@@ -242,8 +265,14 @@ pub fn save(
 
 /// Removes temporary files of `path` left by killed writers (any process id).
 fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let prefix = format!(".{}.tmp-", name.to_string_lossy());
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -273,7 +302,10 @@ fn parse_meta(
     if state.format_version > CHECKPOINT_FORMAT {
         return Err(fmt_err(
             path,
-            format!("format version {} is newer than this build ({CHECKPOINT_FORMAT})", state.format_version),
+            format!(
+                "format version {} is newer than this build ({CHECKPOINT_FORMAT})",
+                state.format_version
+            ),
         ));
     }
     let config = serde_json::from_str(meta.get(CONFIG_KEY).map_or("", String::as_str))
@@ -298,8 +330,12 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let mut model = Vec::new();
     let mut optim = Vec::new();
     for (name, view) in st.tensors() {
-        let kind = dtype_to_kind(view.dtype())
-            .ok_or_else(|| fmt_err(path, format!("tensor {name}: unsupported dtype {:?}", view.dtype())))?;
+        let kind = dtype_to_kind(view.dtype()).ok_or_else(|| {
+            fmt_err(
+                path,
+                format!("tensor {name}: unsupported dtype {:?}", view.dtype()),
+            )
+        })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::from_data_size(view.data(), &shape, kind);
         if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
@@ -312,7 +348,12 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     model.sort_by(|a, b| a.0.cmp(&b.0));
     optim.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Checkpoint { state, config, model, optim })
+    Ok(Checkpoint {
+        state,
+        config,
+        model,
+        optim,
+    })
 }
 
 /// Copies checkpoint model tensors into a var store's variables by name; every variable must be
@@ -329,7 +370,11 @@ pub fn copy_into_varstore(
             match vars.remove(name) {
                 Some(mut v) => {
                     if v.size() != t.size() {
-                        problems.push(format!("{name}: shape {:?} in checkpoint, {:?} in model", t.size(), v.size()));
+                        problems.push(format!(
+                            "{name}: shape {:?} in checkpoint, {:?} in model",
+                            t.size(),
+                            v.size()
+                        ));
                     } else {
                         v.copy_(&t.to_kind(v.kind()).to_device(v.device()));
                     }
@@ -340,7 +385,11 @@ pub fn copy_into_varstore(
     });
     let mut missing: Vec<_> = vars.keys().cloned().collect();
     missing.sort();
-    problems.extend(missing.into_iter().map(|n| format!("{n}: missing from the checkpoint")));
+    problems.extend(
+        missing
+            .into_iter()
+            .map(|n| format!("{n}: missing from the checkpoint")),
+    );
     if problems.is_empty() {
         Ok(())
     } else {
@@ -348,7 +397,10 @@ pub fn copy_into_varstore(
         problems.truncate(10);
         Err(fmt_err(
             path,
-            format!("does not match the model ({n} problems): {}", problems.join("; ")),
+            format!(
+                "does not match the model ({n} problems): {}",
+                problems.join("; ")
+            ),
         ))
     }
 }
@@ -384,7 +436,10 @@ mod tests {
 
     fn tensors(v: f32) -> Vec<(String, Tensor)> {
         vec![
-            ("w".into(), Tensor::from_slice(&[v, v + 1.0, v + 2.0, v + 3.0]).reshape([2, 2])),
+            (
+                "w".into(),
+                Tensor::from_slice(&[v, v + 1.0, v + 2.0, v + 3.0]).reshape([2, 2]),
+            ),
             ("count".into(), Tensor::from_slice(&[5i64])),
         ]
     }
@@ -394,14 +449,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("last.ckpt");
         let cfg = serde_json::json!({"train": {"epochs": 3}});
-        save(&p, &tensors(1.5), &[("m.w".into(), Tensor::from_slice(&[0.25f32]))], &state(2), &cfg)
-            .unwrap();
+        save(
+            &p,
+            &tensors(1.5),
+            &[("m.w".into(), Tensor::from_slice(&[0.25f32]))],
+            &state(2),
+            &cfg,
+        )
+        .unwrap();
         let ck = load(&p).unwrap();
         assert_eq!(ck.state, state(2));
         assert_eq!(ck.config, cfg);
         assert_eq!(ck.model.len(), 2);
         let w = ck.model.iter().find(|(n, _)| n == "w").unwrap();
-        assert_eq!(Vec::<f32>::try_from(w.1.flatten(0, -1)).unwrap(), vec![1.5, 2.5, 3.5, 4.5]);
+        assert_eq!(
+            Vec::<f32>::try_from(w.1.flatten(0, -1)).unwrap(),
+            vec![1.5, 2.5, 3.5, 4.5]
+        );
         assert_eq!(w.1.size(), vec![2, 2]);
         let c = ck.model.iter().find(|(n, _)| n == "count").unwrap();
         assert_eq!(c.1.kind(), Kind::Int64);
@@ -439,7 +503,13 @@ mod tests {
         assert!(e.to_string().contains("x.ckpt"));
         let plain = dir.path().join("plain.safetensors");
         Tensor::write_safetensors(&[("a", &Tensor::from_slice(&[1f32]))], &plain).unwrap();
-        assert!(load(&plain).err().unwrap().to_string().contains("not an ethos checkpoint"));
+        assert!(
+            load(&plain)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("not an ethos checkpoint")
+        );
         let missing = load(&dir.path().join("nope.ckpt")).err().unwrap();
         assert!(missing.is_bad_input());
     }
@@ -447,10 +517,18 @@ mod tests {
     /// Child half of the kill -9 test: saves checkpoints in a loop until killed.
     #[test]
     fn kill_child_writer_loop() {
-        let Ok(p) = std::env::var("ETHOS_CKPT_KILL_CHILD") else { return };
+        let Ok(p) = std::env::var("ETHOS_CKPT_KILL_CHILD") else {
+            return;
+        };
         let p = PathBuf::from(p);
-        let big: Vec<(String, Tensor)> =
-            (0..8).map(|i| (format!("w{i}"), Tensor::ones([256, 1024], (Kind::Float, tch::Device::Cpu)))).collect();
+        let big: Vec<(String, Tensor)> = (0..8)
+            .map(|i| {
+                (
+                    format!("w{i}"),
+                    Tensor::ones([256, 1024], (Kind::Float, tch::Device::Cpu)),
+                )
+            })
+            .collect();
         for epoch in 2.. {
             save(&p, &big, &big, &state(epoch), &serde_json::json!({})).unwrap();
         }
@@ -464,7 +542,11 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         for delay_ms in [30u64, 120, 250] {
             let mut child = std::process::Command::new(&exe)
-                .args(["--exact", "checkpoint::tests::kill_child_writer_loop", "--nocapture"])
+                .args([
+                    "--exact",
+                    "checkpoint::tests::kill_child_writer_loop",
+                    "--nocapture",
+                ])
                 .env("ETHOS_CKPT_KILL_CHILD", &p)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -201,13 +201,25 @@ impl TrainConfig {
             reason,
         };
         if self.epochs == 0 {
-            return Err(err("train.epochs", &self.epochs, "must be at least 1".into()));
+            return Err(err(
+                "train.epochs",
+                &self.epochs,
+                "must be at least 1".into(),
+            ));
         }
         if self.log_every_steps == 0 {
-            return Err(err("train.log_every_steps", &self.log_every_steps, "must be at least 1".into()));
+            return Err(err(
+                "train.log_every_steps",
+                &self.log_every_steps,
+                "must be at least 1".into(),
+            ));
         }
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
-            return Err(err("train.min_delta", &self.min_delta, "must be >= 0".into()));
+            return Err(err(
+                "train.min_delta",
+                &self.min_delta,
+                "must be >= 0".into(),
+            ));
         }
         crate::metrics::MetricKey::parse(&self.metric_key, classes)
             .map_err(|e| err("train.metric_key", &self.metric_key, e.to_string()))?;
@@ -243,7 +255,10 @@ mod tests {
     #[test]
     fn validates_metric_key_against_classes() {
         let classes = vec!["ear".to_string(), "tail".to_string()];
-        let mut c = TrainConfig { metric_key: "f1_tail".into(), ..TrainConfig::default() };
+        let mut c = TrainConfig {
+            metric_key: "f1_tail".into(),
+            ..TrainConfig::default()
+        };
         c.validate(&classes).unwrap();
         c.metric_key = "f1_tial".into();
         let e = c.validate(&classes).unwrap_err();

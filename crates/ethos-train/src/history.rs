@@ -38,7 +38,10 @@ impl HistoryRow {
         if key == "val_loss" || key == "loss" {
             return Some(self.val_loss);
         }
-        self.val_metrics.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v)
+        self.val_metrics
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| *v)
     }
 }
 
@@ -51,12 +54,23 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Writes `history.csv` atomically from all rows so far (columns from the first row).
 pub fn write_history_csv(path: &Path, rows: &[HistoryRow]) -> std::io::Result<()> {
-    let mut header = vec!["epoch".to_string(), "lr".into(), "train_loss".into(), "val_loss".into()];
+    let mut header = vec![
+        "epoch".to_string(),
+        "lr".into(),
+        "train_loss".into(),
+        "val_loss".into(),
+    ];
     if let Some(first) = rows.first() {
         header.extend(first.val_metrics.iter().map(|(k, _)| k.clone()));
     }
     header.extend(
-        ["train_macro_f1", "train_val_gap", "epoch_seconds", "samples_per_s"].map(String::from),
+        [
+            "train_macro_f1",
+            "train_val_gap",
+            "epoch_seconds",
+            "samples_per_s",
+        ]
+        .map(String::from),
     );
     crate::atomic::write_atomic(path, |w| {
         writeln!(w, "{}", header.join(","))?;

@@ -22,7 +22,6 @@
 //! `accuracy`, `loss`, `confusion`.
 
 use serde::ser::SerializeMap;
-use std::cmp::Ordering;
 
 /// Errors of metric computation and of metric-key parsing.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +293,13 @@ impl MetricSet {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for MetricSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        MetricSet::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 type FieldFn = fn(&ClassMetrics) -> Option<f64>;
 
 /// Per-class metric prefixes and their accessors, in JSON order.
@@ -339,7 +345,8 @@ fn ratio(num: u64, den: u64) -> f64 {
 /// entry `n` counts the samples whose score is >= the `n`-th largest distinct score.
 fn cumulative_counts(is_pos: &[bool], scores: &[f64]) -> (Vec<f64>, Vec<(u64, u64)>) {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal));
+    // total_cmp: a total order even for NaN, so sorting never panics on bad scores.
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut thresholds = Vec::new();
     let mut counts = Vec::new();
     let (mut fp, mut tp) = (0u64, 0u64);
@@ -717,6 +724,8 @@ mod tests {
         let ap = average_precision(&[true, false, true], &[0.5, 0.5, 0.1]).unwrap();
         // threshold 0.5: R=1/2, P=1/2; threshold 0.1: R=1, P=2/3.
         assert!((ap - (0.25 + 0.5 * 2.0 / 3.0)).abs() < 1e-15);
+        // NaN scores (rejected by MetricSet::compute) must not make the curve code panic.
+        assert!(roc_auc(&[true, false, true], &[f64::NAN, 0.1, 0.2]).is_some());
     }
 
     #[test]
@@ -800,5 +809,7 @@ mod tests {
         assert_eq!(json["loss"], 0.25);
         assert_eq!(m.scalars().len(), 2 * 6 + 3);
         assert_eq!(MetricSet::from_json(&json).unwrap(), m);
+        let back: MetricSet = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 }

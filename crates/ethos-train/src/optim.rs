@@ -587,9 +587,9 @@ mod tests {
     #[test]
     fn adamw_matches_libtorch_adamw() {
         tch::manual_seed(3);
-        let data = Tensor::randn([5, 4], (Kind::Float, tch::Device::Cpu));
-        let init_w = Tensor::randn([3, 4], (Kind::Float, tch::Device::Cpu));
-        let init_b = Tensor::randn([3], (Kind::Float, tch::Device::Cpu));
+        let data = Tensor::randn([5, 40], (Kind::Float, tch::Device::Cpu));
+        let init_w = Tensor::randn([67, 40], (Kind::Float, tch::Device::Cpu));
+        let init_b = Tensor::randn([67], (Kind::Float, tch::Device::Cpu));
 
         // libtorch's AdamW, weight decay on both tensors.
         let vs = nn::VarStore::new(tch::Device::Cpu);

@@ -44,7 +44,10 @@ pub enum PredictError {
     Video(#[from] ethos_video::VideoError),
     /// Writing outputs failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The model failed (shape mismatch, device error).
     #[error("model: {0}")]
     Model(String),
@@ -180,7 +183,10 @@ pub struct VideoOutputs {
 
 /// The output names of `video`: its file name with the extension, in `out_dir`.
 pub fn outputs_for(out_dir: &Path, video: &Path) -> VideoOutputs {
-    let name = video.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "video".into());
+    let name = video
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "video".into());
     VideoOutputs {
         windows: out_dir.join(format!("{name}.windows.csv")),
         events: out_dir.join(format!("{name}.events.csv")),
@@ -191,14 +197,21 @@ pub fn outputs_for(out_dir: &Path, video: &Path) -> VideoOutputs {
 /// Task `index` of `count`: the videos at list positions `index, index + count, ...`, so N tasks
 /// together cover the list exactly once.
 pub fn shard<T: Clone>(list: &[T], index: usize, count: usize) -> Vec<T> {
-    list.iter().skip(index).step_by(count.max(1)).cloned().collect()
+    list.iter()
+        .skip(index)
+        .step_by(count.max(1))
+        .cloned()
+        .collect()
 }
 
 /// Parses `i/N` (0-based i < N).
 pub fn parse_shard(s: &str) -> Result<(usize, usize), PredictError> {
     let bad = || PredictError::BadInput(format!("--shard {s}: expected i/N with 0 <= i < N"));
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }
@@ -207,8 +220,12 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), PredictError> {
 
 /// True when `done` holds a marker with `settings_hash`.
 pub fn is_complete(outputs: &VideoOutputs, settings_hash: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(&outputs.done) else { return false };
-    let Ok(marker) = serde_json::from_str::<DoneMarker>(&text) else { return false };
+    let Ok(text) = std::fs::read_to_string(&outputs.done) else {
+        return false;
+    };
+    let Ok(marker) = serde_json::from_str::<DoneMarker>(&text) else {
+        return false;
+    };
     marker.settings_hash == settings_hash && outputs.windows.is_file() && outputs.events.is_file()
 }
 
@@ -268,11 +285,17 @@ impl Predictor<'_> {
             let b = batch.windows.len();
             let shape = layout.shape(b, n, size, size).map(|d| d as i64);
             let out = tch::no_grad(|| {
-                let x = Tensor::from_slice(&batch.data).reshape(shape).to_device(self.device);
+                let x = Tensor::from_slice(&batch.data)
+                    .reshape(shape)
+                    .to_device(self.device);
                 let logits = self.model.forward_t(&x, false);
                 // Per-frame heads give (B, T', C): a window's probability is their mean.
                 let p = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
-                let p = if p.dim() == 3 { p.mean_dim(1, false, Kind::Float) } else { p };
+                let p = if p.dim() == 3 {
+                    p.mean_dim(1, false, Kind::Float)
+                } else {
+                    p
+                };
                 p.to_device(Device::Cpu).contiguous()
             });
             let c = self.classes.len();
@@ -283,14 +306,17 @@ impl Predictor<'_> {
                 )));
                 break;
             }
-            let flat: Vec<f32> = Vec::<f32>::try_from(out.view(-1)).map_err(|e| PredictError::Model(e.to_string()))?;
+            let flat: Vec<f32> = Vec::<f32>::try_from(out.view(-1))
+                .map_err(|e| PredictError::Model(e.to_string()))?;
             for (j, w) in batch.windows.iter().enumerate() {
                 probs.push((*w, flat[j * c..(j + 1) * c].to_vec()));
             }
             model_s += tm.elapsed().as_secs_f64();
         }
         drop(rx);
-        let (decode_s, covered) = decode.join().map_err(|_| PredictError::Model("decode thread panicked".into()))?;
+        let (decode_s, covered) = decode
+            .join()
+            .map_err(|_| PredictError::Model("decode thread panicked".into()))?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -298,20 +324,34 @@ impl Predictor<'_> {
         let stride = self.spec.stride_frames() as f64 / self.spec.fps;
         let windows: Vec<WindowProbs> = probs
             .into_iter()
-            .map(|(k, p)| WindowProbs { start_s: k as f64 * stride, end_s: k as f64 * stride + self.spec.window_s, probs: p })
+            .map(|(k, p)| WindowProbs {
+                start_s: k as f64 * stride,
+                end_s: k as f64 * stride + self.spec.window_s,
+                probs: p,
+            })
             .collect();
         let bouts = merge_windows(video_name, &windows, &self.merge);
         write_windows_csv(&outputs.windows, &windows, &self.classes)?;
         write_events_csv(&outputs.events, &bouts, &self.classes)?;
-        let marker = DoneMarker { settings_hash: settings_hash.to_string(), windows: windows.len() };
-        write_atomic(&outputs.done, serde_json::to_string_pretty(&marker).expect("plain data").as_bytes())?;
+        let marker = DoneMarker {
+            settings_hash: settings_hash.to_string(),
+            windows: windows.len(),
+        };
+        write_atomic(
+            &outputs.done,
+            serde_json::to_string_pretty(&marker)
+                .expect("plain data")
+                .as_bytes(),
+        )?;
 
         let mut events = BTreeMap::new();
         for c in &self.classes {
             events.insert(c.clone(), 0);
         }
         for b in &bouts {
-            *events.entry(self.classes[b.class_index].clone()).or_default() += 1;
+            *events
+                .entry(self.classes[b.class_index].clone())
+                .or_default() += 1;
         }
         Ok(VideoSummary {
             video: video_name.to_string(),
@@ -353,7 +393,11 @@ fn decode_windows(
         }
     };
     let transform = ClipTransform::eval(spec.input_size, spec.mean, spec.std);
-    let eval_params = TransformParams { crop: None, flip: false, augment: None };
+    let eval_params = TransformParams {
+        crop: None,
+        flip: false,
+        augment: None,
+    };
     let mut resizer = Resizer::new();
     let n = spec.num_frames;
     let size = spec.input_size;
@@ -366,7 +410,10 @@ fn decode_windows(
     let mut next_window = 0usize;
     let mut grid = 0usize;
     let mut last_t = 0.0;
-    let mut batch = WindowBatch { data: Vec::with_capacity(batch_size * window_len), windows: Vec::new() };
+    let mut batch = WindowBatch {
+        data: Vec::with_capacity(batch_size * window_len),
+        windows: Vec::new(),
+    };
     let mut window_clip = Clip::zeros(n, size, size);
     loop {
         let frame = match reader.next_frame() {
@@ -388,7 +435,12 @@ fn decode_windows(
             ring_start = grid;
             continue;
         }
-        let one = Clip { frames: 1, height: h, width: w, data: frame };
+        let one = Clip {
+            frames: 1,
+            height: h,
+            width: w,
+            data: frame,
+        };
         ring.push_back(transform.apply(&mut resizer, &one, &eval_params).data);
         grid += 1;
         while ring_start < first_needed {
@@ -407,7 +459,10 @@ fn decode_windows(
             if batch.windows.len() == batch_size {
                 let full = std::mem::replace(
                     &mut batch,
-                    WindowBatch { data: Vec::with_capacity(batch_size * window_len), windows: Vec::new() },
+                    WindowBatch {
+                        data: Vec::with_capacity(batch_size * window_len),
+                        windows: Vec::new(),
+                    },
                 );
                 if tx.send(Ok(full)).is_err() {
                     return last_t;
@@ -422,10 +477,15 @@ fn decode_windows(
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
-    let io = |source| PredictError::Io { path: path.to_path_buf(), source };
+    let io = |source| PredictError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension(format!(
         "{}.tmp",
-        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
@@ -433,7 +493,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-fn write_windows_csv(path: &Path, windows: &[WindowProbs], classes: &[String]) -> Result<(), PredictError> {
+fn write_windows_csv(
+    path: &Path,
+    windows: &[WindowProbs],
+    classes: &[String],
+) -> Result<(), PredictError> {
     let mut s = String::from("start_s,end_s");
     for c in classes {
         s.push_str(&format!(",prob_{c}"));
@@ -510,10 +574,16 @@ mod tests {
             };
             for (i, t) in req.sample_times().iter().enumerate() {
                 let grid = spec.first_frame_time() + (k * 12 + i) as f64 / 12.0;
-                assert!((grid - t).abs() < 1e-9, "window {k} frame {i}: {grid} vs {t}");
+                assert!(
+                    (grid - t).abs() < 1e-9,
+                    "window {k} frame {i}: {grid} vs {t}"
+                );
             }
         }
-        let short = WindowSpec { window_s: 1.0, ..spec };
+        let short = WindowSpec {
+            window_s: 1.0,
+            ..spec
+        };
         assert!(short.validate().is_err());
     }
 }

@@ -72,12 +72,24 @@ pub fn merge_windows(video: &str, windows: &[WindowProbs], rule: &MergeRule) -> 
     // Each window owns the half-way points to its neighbours; the ends own half a window.
     let owned = |i: usize| -> (f64, f64) {
         let c = centre(&windows[i]);
-        let lo = if i == 0 { windows[i].start_s.max(c - 0.5 * (windows[i].end_s - windows[i].start_s)) } else { 0.5 * (centre(&windows[i - 1]) + c) };
-        let hi = if i + 1 == windows.len() { windows[i].end_s } else { 0.5 * (c + centre(&windows[i + 1])) };
+        let lo = if i == 0 {
+            windows[i]
+                .start_s
+                .max(c - 0.5 * (windows[i].end_s - windows[i].start_s))
+        } else {
+            0.5 * (centre(&windows[i - 1]) + c)
+        };
+        let hi = if i + 1 == windows.len() {
+            windows[i].end_s
+        } else {
+            0.5 * (c + centre(&windows[i + 1]))
+        };
         (lo, hi)
     };
     for (class_index, threshold) in rule.thresholds.iter().enumerate() {
-        let Some(threshold) = *threshold else { continue };
+        let Some(threshold) = *threshold else {
+            continue;
+        };
         let mut runs: Vec<(f64, f64, f64, usize)> = Vec::new(); // start, end, prob sum, windows
         for (i, w) in windows.iter().enumerate() {
             let p = w.probs.get(class_index).copied().unwrap_or(0.0);
@@ -94,15 +106,23 @@ pub fn merge_windows(video: &str, windows: &[WindowProbs], rule: &MergeRule) -> 
                 _ => runs.push((lo, hi, f64::from(p), 1)),
             }
         }
-        bouts.extend(runs.into_iter().filter(|r| r.1 - r.0 + 1e-9 >= rule.min_duration_s).map(|r| Bout {
-            video: video.to_string(),
-            class_index,
-            start_s: r.0,
-            end_s: r.1,
-            score: (r.2 / r.3 as f64) as f32,
-        }));
+        bouts.extend(
+            runs.into_iter()
+                .filter(|r| r.1 - r.0 + 1e-9 >= rule.min_duration_s)
+                .map(|r| Bout {
+                    video: video.to_string(),
+                    class_index,
+                    start_s: r.0,
+                    end_s: r.1,
+                    score: (r.2 / r.3 as f64) as f32,
+                }),
+        );
     }
-    bouts.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.class_index.cmp(&b.class_index)));
+    bouts.sort_by(|a, b| {
+        a.start_s
+            .total_cmp(&b.start_s)
+            .then(a.class_index.cmp(&b.class_index))
+    });
     bouts
 }
 
@@ -141,7 +161,11 @@ pub struct BoutEvaluation {
 }
 
 fn f1(p: f64, r: f64) -> f64 {
-    if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+    if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -163,8 +187,14 @@ pub fn evaluate_bouts(
         let mut n_pred = 0;
         let mut n_true = 0;
         for video in videos(predicted, truth) {
-            let p: Vec<&Bout> = predicted.iter().filter(|b| b.class_index == c && b.video == video).collect();
-            let t: Vec<&Bout> = truth.iter().filter(|b| b.class_index == c && b.video == video).collect();
+            let p: Vec<&Bout> = predicted
+                .iter()
+                .filter(|b| b.class_index == c && b.video == video)
+                .collect();
+            let t: Vec<&Bout> = truth
+                .iter()
+                .filter(|b| b.class_index == c && b.video == video)
+                .collect();
             n_pred += p.len();
             n_true += t.len();
             matched += match_count(&p, &t, tolerance_s);
@@ -176,14 +206,25 @@ pub fn evaluate_bouts(
         }
         bouts.insert(
             name.clone(),
-            BoutScores { predicted: n_pred, truth: n_true, matched, precision, recall, f1: f1(precision, recall) },
+            BoutScores {
+                predicted: n_pred,
+                truth: n_true,
+                matched,
+                precision,
+                recall,
+                f1: f1(precision, recall),
+            },
         );
     }
     let (frame_accuracy, frame_f1) = frame_agreement(predicted, truth, classes, frame_step_s);
     BoutEvaluation {
         tolerance_s,
         bouts,
-        macro_bout_f1: if f1s.is_empty() { 0.0 } else { f1s.iter().sum::<f64>() / f1s.len() as f64 },
+        macro_bout_f1: if f1s.is_empty() {
+            0.0
+        } else {
+            f1s.iter().sum::<f64>() / f1s.len() as f64
+        },
         frame_step_s,
         frame_accuracy,
         frame_f1,
@@ -201,7 +242,8 @@ fn match_count(pred: &[&Bout], truth: &[&Bout], tol: f64) -> usize {
     let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
     for (ti, t) in truth.iter().enumerate() {
         for (pi, p) in pred.iter().enumerate() {
-            let overlap = (t.end_s + tol).min(p.end_s + tol) - (t.start_s - tol).max(p.start_s - tol);
+            let overlap =
+                (t.end_s + tol).min(p.end_s + tol) - (t.start_s - tol).max(p.start_s - tol);
             if overlap > 0.0 {
                 pairs.push((overlap, ti, pi));
             }
@@ -273,7 +315,12 @@ fn frame_agreement(
     let frame_f1 = classes
         .iter()
         .enumerate()
-        .map(|(c, name)| (name.clone(), f1(ratio(tp[c], tp[c] + fp[c]), ratio(tp[c], tp[c] + fn_[c]))))
+        .map(|(c, name)| {
+            (
+                name.clone(),
+                f1(ratio(tp[c], tp[c] + fp[c]), ratio(tp[c], tp[c] + fn_[c])),
+            )
+        })
         .collect();
     (ratio(agree, total), frame_f1)
 }
@@ -287,18 +334,32 @@ mod tests {
         probs_tail
             .iter()
             .enumerate()
-            .map(|(i, &p)| WindowProbs { start_s: i as f64, end_s: i as f64 + 2.0, probs: vec![1.0 - p, p] })
+            .map(|(i, &p)| WindowProbs {
+                start_s: i as f64,
+                end_s: i as f64 + 2.0,
+                probs: vec![1.0 - p, p],
+            })
             .collect()
     }
 
     fn bout(video: &str, c: usize, s: f64, e: f64) -> Bout {
-        Bout { video: video.into(), class_index: c, start_s: s, end_s: e, score: 1.0 }
+        Bout {
+            video: video.into(),
+            class_index: c,
+            start_s: s,
+            end_s: e,
+            score: 1.0,
+        }
     }
 
     #[test]
     fn owned_stretches_tile_and_runs_merge() {
         let w = windows(&[0.1, 0.9, 0.8, 0.2, 0.1, 0.7, 0.1]);
-        let rule = MergeRule { thresholds: vec![None, Some(0.5)], min_duration_s: 0.0, max_gap_s: 0.0 };
+        let rule = MergeRule {
+            thresholds: vec![None, Some(0.5)],
+            min_duration_s: 0.0,
+            max_gap_s: 0.0,
+        };
         let b = merge_windows("v", &w, &rule);
         // Window 1 owns [1.5, 2.5), window 2 [2.5, 3.5): one bout [1.5, 3.5); window 5 owns [5.5, 6.5).
         assert_eq!(b.len(), 2);
@@ -306,19 +367,31 @@ mod tests {
         assert!((b[0].score - 0.85).abs() < 1e-6);
         assert_eq!((b[1].start_s, b[1].end_s), (5.5, 6.5));
         // A 2 s gap merges both; a 3 s minimum then keeps the merged bout only.
-        let rule = MergeRule { thresholds: vec![None, Some(0.5)], min_duration_s: 3.0, max_gap_s: 2.0 };
+        let rule = MergeRule {
+            thresholds: vec![None, Some(0.5)],
+            min_duration_s: 3.0,
+            max_gap_s: 2.0,
+        };
         let b = merge_windows("v", &w, &rule);
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].start_s, b[0].end_s), (1.5, 6.5));
         // Minimum duration alone drops both short bouts.
-        let rule = MergeRule { thresholds: vec![None, Some(0.5)], min_duration_s: 2.5, max_gap_s: 0.0 };
+        let rule = MergeRule {
+            thresholds: vec![None, Some(0.5)],
+            min_duration_s: 2.5,
+            max_gap_s: 0.0,
+        };
         assert!(merge_windows("v", &w, &rule).is_empty());
     }
 
     #[test]
     fn first_and_last_windows_own_their_outer_halves() {
         let w = windows(&[0.9, 0.9]);
-        let rule = MergeRule { thresholds: vec![None, Some(0.5)], min_duration_s: 0.0, max_gap_s: 0.0 };
+        let rule = MergeRule {
+            thresholds: vec![None, Some(0.5)],
+            min_duration_s: 0.0,
+            max_gap_s: 0.0,
+        };
         let b = merge_windows("v", &w, &rule);
         assert_eq!((b[0].start_s, b[0].end_s), (0.0, 3.0));
     }
@@ -326,7 +399,11 @@ mod tests {
     #[test]
     fn bout_matching_is_one_to_one_with_tolerance() {
         let classes = vec!["ear".to_string(), "tail".to_string()];
-        let truth = vec![bout("v", 0, 10.0, 14.0), bout("v", 0, 30.0, 33.0), bout("v", 1, 50.0, 55.0)];
+        let truth = vec![
+            bout("v", 0, 10.0, 14.0),
+            bout("v", 0, 30.0, 33.0),
+            bout("v", 1, 50.0, 55.0),
+        ];
         let pred = vec![
             bout("v", 0, 11.0, 13.0), // matches 10-14
             bout("v", 0, 13.5, 16.0), // overlaps 10-14 too, but it is taken: unmatched

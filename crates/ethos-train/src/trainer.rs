@@ -118,14 +118,22 @@ pub trait BatchSource {
     /// Samples per epoch.
     fn num_samples(&self) -> usize;
     /// The batches of `epoch` (0-based), starting at batch `start` (to resume inside an epoch).
-    fn batches(&self, epoch: u64, start: usize) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_>;
+    fn batches(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_>;
 }
 
 /// Converts a host batch to one tensor on `device` in the model's layout (one transfer per batch).
 pub fn batch_tensor(b: &HostBatch, want: InputLayout, device: Device) -> Tensor {
     let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
     let t = Tensor::from_slice(&b.inputs).view(shape.as_slice());
-    let t = if b.layout == want { t } else { t.permute([0, 2, 1, 3, 4]).contiguous() };
+    let t = if b.layout == want {
+        t
+    } else {
+        t.permute([0, 2, 1, 3, 4]).contiguous()
+    };
     t.to_device(device)
 }
 
@@ -156,11 +164,18 @@ impl EvalOutput {
 
 /// Logits `(B, C)` or per-frame `(B, T', C)` to (loss-ready logits, loss-ready targets, clip
 /// probabilities `(B, C)`, frames per clip).
-fn logits_for_loss(logits: &Tensor, targets: &Tensor, agg: ClipAggregation) -> (Tensor, Tensor, Tensor, i64) {
+fn logits_for_loss(
+    logits: &Tensor,
+    targets: &Tensor,
+    agg: ClipAggregation,
+) -> (Tensor, Tensor, Tensor, i64) {
     if logits.dim() == 3 {
         let (b, t, c) = logits.size3().unwrap_or((0, 0, 0));
         let flat = logits.reshape([b * t, c]);
-        let tg = targets.unsqueeze(1).expand([b, t, c], false).reshape([b * t, c]);
+        let tg = targets
+            .unsqueeze(1)
+            .expand([b, t, c], false)
+            .reshape([b * t, c]);
         let p = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
         let clip = match agg {
             ClipAggregation::MeanProb => p.mean_dim([1i64].as_slice(), false, Kind::Float),
@@ -181,11 +196,18 @@ fn to_rows(t: &Tensor) -> Vec<Vec<f64>> {
     let t = t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous();
     let (n, c) = t.size2().unwrap_or((0, 0));
     let flat: Vec<f64> = Vec::<f64>::try_from(t.flatten(0, -1)).unwrap_or_default();
-    (0..n as usize).map(|i| flat[i * c as usize..(i + 1) * c as usize].to_vec()).collect()
+    (0..n as usize)
+        .map(|i| flat[i * c as usize..(i + 1) * c as usize].to_vec())
+        .collect()
 }
 
 fn to_vec_f64(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default()
+    Vec::<f64>::try_from(
+        t.to_kind(Kind::Double)
+            .to_device(Device::Cpu)
+            .flatten(0, -1),
+    )
+    .unwrap_or_default()
 }
 
 /// Evaluates `model` on every batch of `source` (eval mode, no gradients).
@@ -203,7 +225,10 @@ pub fn evaluate(
     let n = source.num_batches();
     let bar = progress.bar(n as u64, &format!("eval {}", source.split()));
     for (i, batch) in source.batches(0, 0).enumerate() {
-        let b = batch.map_err(|source_err| TrainError::Data { split: source.split().into(), source: source_err })?;
+        let b = batch.map_err(|source_err| TrainError::Data {
+            split: source.split().into(),
+            source: source_err,
+        })?;
         let x = batch_tensor(&b, model.input_layout(), device);
         let labels = Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
         let targets = one_hot(&labels, loss.num_classes()).to_device(device);
@@ -217,7 +242,10 @@ pub fn evaluate(
         num += parts.numerator.double_value(&[]);
         den += parts.denominator.double_value(&[]);
         let per = to_vec_f64(&parts.per_sample);
-        let per: Vec<f64> = per.chunks(frames as usize).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
+        let per: Vec<f64> = per
+            .chunks(frames as usize)
+            .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+            .collect();
         out.losses.extend(per);
         out.probs.extend(to_rows(&clip_p));
         out.labels.extend(&b.labels);
@@ -245,7 +273,10 @@ pub struct Bar {
 impl Progress {
     /// Bars when stderr is a terminal, else a line every `every` steps.
     pub fn new(every: usize) -> Self {
-        Progress { terminal: std::io::stderr().is_terminal(), every: every.max(1) }
+        Progress {
+            terminal: std::io::stderr().is_terminal(),
+            every: every.max(1),
+        }
     }
 
     /// A new bar over `len` steps.
@@ -260,7 +291,11 @@ impl Progress {
             b.set_prefix(label.to_string());
             b
         });
-        Bar { bar, label: label.to_string(), every: self.every }
+        Bar {
+            bar,
+            label: label.to_string(),
+            every: self.every,
+        }
     }
 }
 
@@ -275,7 +310,7 @@ impl Bar {
                 }
             }
             None => {
-                if pos % self.every == 0 || pos == len {
+                if pos.is_multiple_of(self.every) || pos == len {
                     let m = msg.unwrap_or_default();
                     let mut err = std::io::stderr().lock();
                     let _ = writeln!(err, "{} {pos}/{len} {m}", self.label);
@@ -296,7 +331,11 @@ impl Bar {
 /// A stop request flag set by SIGTERM, SIGUSR1 (SLURM's pre-timeout signal) or SIGINT.
 pub fn install_stop_flag() -> Result<Arc<AtomicBool>, TrainError> {
     let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGINT,
+    ] {
         signal_hook::flag::register(sig, Arc::clone(&flag))
             .map_err(|e| TrainError::Internal(format!("installing the signal handler: {e}")))?;
     }
@@ -390,7 +429,11 @@ impl<'a> Trainer<'a> {
         resume: Option<(PathBuf, checkpoint::Checkpoint)>,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, TrainError> {
-        let amp = if setup.device.is_cuda() { setup.train.amp } else { AmpMode::Off };
+        let amp = if setup.device.is_cuda() {
+            setup.train.amp
+        } else {
+            AmpMode::Off
+        };
         let mut scaler = GradScaler::new(amp.needs_scaler());
         let mut optim = optim;
         let mut state = TrainState {
@@ -410,9 +453,14 @@ impl<'a> Trainer<'a> {
         };
         if let Some((path, ck)) = resume {
             checkpoint::copy_into_varstore(&path, vs, &ck.model)?;
-            optim.load_state_dict(&ck.optim, &ck.state.optimizer).map_err(|e| {
-                TrainError::BadInput(format!("checkpoint {}: optimiser state: {e}", path.display()))
-            })?;
+            optim
+                .load_state_dict(&ck.optim, &ck.state.optimizer)
+                .map_err(|e| {
+                    TrainError::BadInput(format!(
+                        "checkpoint {}: optimiser state: {e}",
+                        path.display()
+                    ))
+                })?;
             if let Ok(s) = serde_json::from_value::<GradScaler>(ck.state.scaler.clone()) {
                 scaler = s;
             }
@@ -437,15 +485,32 @@ impl<'a> Trainer<'a> {
                 path.display(),
                 state.epochs_done + 1,
                 state.global_step,
-                state.partial_epoch.as_ref().map(|p| format!(", batch {}", p.batches_done)).unwrap_or_default()
+                state
+                    .partial_epoch
+                    .as_ref()
+                    .map(|p| format!(", batch {}", p.batches_done))
+                    .unwrap_or_default()
             );
         }
         let progress = Progress::new(setup.train.log_every_steps);
-        Ok(Trainer { setup, vs, model, optim, scaler, state, stop, progress })
+        Ok(Trainer {
+            setup,
+            vs,
+            model,
+            optim,
+            scaler,
+            state,
+            stop,
+            progress,
+        })
     }
 
     fn amp(&self) -> AmpMode {
-        if self.setup.device.is_cuda() { self.setup.train.amp } else { AmpMode::Off }
+        if self.setup.device.is_cuda() {
+            self.setup.train.amp
+        } else {
+            AmpMode::Off
+        }
     }
 
     fn save(&mut self, name: &str) -> Result<(), TrainError> {
@@ -454,13 +519,20 @@ impl<'a> Trainer<'a> {
         self.state.scheduler = serde_json::json!({ "step": self.state.global_step });
         self.state.scaler = serde_json::to_value(&self.scaler).unwrap_or(serde_json::Value::Null);
         let model = checkpoint::varstore_tensors(self.vs);
-        checkpoint::save(&self.setup.run_dir.join(name), &model, &optim_tensors, &self.state, &self.setup.config_json)?;
+        checkpoint::save(
+            &self.setup.run_dir.join(name),
+            &model,
+            &optim_tensors,
+            &self.state,
+            &self.setup.config_json,
+        )?;
         Ok(())
     }
 
     fn write_history(&self) -> Result<(), TrainError> {
         let p = self.setup.run_dir.join("history.csv");
-        write_history_csv(&p, &self.state.history).map_err(|source| TrainError::Io { path: p, source })
+        write_history_csv(&p, &self.state.history)
+            .map_err(|source| TrainError::Io { path: p, source })
     }
 
     fn stop_requested(&self) -> bool {
@@ -468,11 +540,17 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs the remaining epochs. Returns how the run ended.
-    pub fn fit(&mut self, train: &dyn BatchSource, val: &dyn BatchSource) -> Result<FitOutcome, TrainError> {
+    pub fn fit(
+        &mut self,
+        train: &dyn BatchSource,
+        val: &dyn BatchSource,
+    ) -> Result<FitOutcome, TrainError> {
         let epochs = self.setup.train.epochs;
         let n_batches = train.num_batches();
         if n_batches == 0 {
-            return Err(TrainError::BadInput("the training split has no batches".into()));
+            return Err(TrainError::BadInput(
+                "the training split has no batches".into(),
+            ));
         }
         let mut epochs_this_call = 0usize;
         let key = self.setup.metric_key.clone();
@@ -490,7 +568,11 @@ impl<'a> Trainer<'a> {
                 self.write_history()?;
                 return Ok(FitOutcome::Interrupted {
                     epochs_done: self.state.epochs_done,
-                    batches_done: self.state.partial_epoch.as_ref().map_or(0, |p| p.batches_done),
+                    batches_done: self
+                        .state
+                        .partial_epoch
+                        .as_ref()
+                        .map_or(0, |p| p.batches_done),
                 });
             };
             let train_seconds = pass.seconds;
@@ -507,17 +589,26 @@ impl<'a> Trainer<'a> {
             let flat: Vec<f64> = pass.probs.iter().flatten().copied().collect();
             let train_m = MetricSet::compute(&self.setup.classes, &flat, &pass.labels)
                 .map_err(|e| TrainError::Internal(format!("train metrics: {e}")))?;
-            let epoch_seconds = (t0.elapsed().as_secs_f64()) + (pass.seconds - pass.seconds_this_call);
+            let epoch_seconds =
+                (t0.elapsed().as_secs_f64()) + (pass.seconds - pass.seconds_this_call);
             let row = HistoryRow {
                 epoch: epoch + 1,
                 lr: pass.lr,
                 train_loss: pass.loss,
                 val_loss: val_out.mean_loss,
-                val_metrics: val_m.scalars().into_iter().filter(|(k, _)| k != "loss").collect(),
+                val_metrics: val_m
+                    .scalars()
+                    .into_iter()
+                    .filter(|(k, _)| k != "loss")
+                    .collect(),
                 train_macro_f1: train_m.macro_f1,
                 train_val_gap: train_m.macro_f1 - val_m.macro_f1,
                 epoch_seconds,
-                samples_per_s: if train_seconds > 0.0 { pass.samples as f64 / train_seconds } else { 0.0 },
+                samples_per_s: if train_seconds > 0.0 {
+                    pass.samples as f64 / train_seconds
+                } else {
+                    0.0
+                },
             };
             let value = val_m.value(&key);
             let improved = key.improves(value, self.state.best_metric, self.setup.train.min_delta);
@@ -554,9 +645,15 @@ impl<'a> Trainer<'a> {
             );
             let _ = std::io::stderr().flush();
             if self.stop_requested()
-                || self.setup.stop_after_epochs.is_some_and(|k| epochs_this_call >= k && self.state.epochs_done < epochs)
+                || self
+                    .setup
+                    .stop_after_epochs
+                    .is_some_and(|k| epochs_this_call >= k && self.state.epochs_done < epochs)
             {
-                return Ok(FitOutcome::Interrupted { epochs_done: self.state.epochs_done, batches_done: 0 });
+                return Ok(FitOutcome::Interrupted {
+                    epochs_done: self.state.epochs_done,
+                    batches_done: 0,
+                });
             }
         }
         let early_stopped = self.state.epochs_done < epochs;
@@ -588,7 +685,10 @@ impl<'a> Trainer<'a> {
         let amp = self.amp();
         let accum = self.setup.accumulation;
         let c = self.setup.classes.len();
-        let bar = self.progress.bar(n as u64, &format!("epoch {}/{}", epoch + 1, self.setup.train.epochs));
+        let bar = self.progress.bar(
+            n as u64,
+            &format!("epoch {}/{}", epoch + 1, self.setup.train.epochs),
+        );
         let t0 = Instant::now();
         let seconds_before = acc.seconds;
         let (mut num, mut den) = split_loss_sum(&acc);
@@ -601,13 +701,22 @@ impl<'a> Trainer<'a> {
         self.optim.zero_grad();
         for (offset, batch) in src.batches(epoch as u64, start).enumerate() {
             let i = start + offset;
-            let b = batch.map_err(|e| TrainError::Data { split: src.split().into(), source: e })?;
+            let b = batch.map_err(|e| TrainError::Data {
+                split: src.split().into(),
+                source: e,
+            })?;
             let x = batch_tensor(&b, self.model.input_layout(), device);
-            let labels = Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+            let labels =
+                Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
             let mut targets = one_hot(&labels, c).to_device(device);
             let mut x = x;
             if let Some(alpha) = self.setup.mixup_alpha {
-                let mut rng = ChaCha12Rng::seed_from_u64(mix_seed(seed, epoch as u64, i as u64, 0x6d69_7875_70));
+                let mut rng = ChaCha12Rng::seed_from_u64(mix_seed(
+                    seed,
+                    epoch as u64,
+                    i as u64,
+                    0x006d_6978_7570,
+                ));
                 let draw = draw_mixup(alpha, b.labels.len(), &mut rng)
                     .map_err(|e| TrainError::BadInput(format!("augmentation.mixup_alpha: {e}")))?;
                 let (mx, mt) = apply_mixup(&x, &targets, &draw);
@@ -617,7 +726,8 @@ impl<'a> Trainer<'a> {
             tch::manual_seed(mix_seed(seed, epoch as u64, i as u64, 0x6472_6f70) as i64 & i64::MAX);
             let (parts, clip_p, frames) = autocast(amp, || {
                 let logits = self.model.forward_t(&x, true);
-                let (l, t, p, frames) = logits_for_loss(&logits, &targets, self.setup.clip_aggregation);
+                let (l, t, p, frames) =
+                    logits_for_loss(&logits, &targets, self.setup.clip_aggregation);
                 (self.setup.loss.parts(&l, &t), p.detach(), frames)
             });
             let batch_loss = &parts.numerator / &parts.denominator;
@@ -636,10 +746,10 @@ impl<'a> Trainer<'a> {
             if accum.is_step(i, n) {
                 let lr = self.setup.schedule.lr_at(self.state.global_step);
                 self.optim.set_lr(lr);
-                if let Some(max) = self.setup.grad_clip.filter(|m| *m > 0.0) {
-                    if self.scaler.unscale(&mut self.optim) {
-                        self.optim.clip_grad_norm(max);
-                    }
+                if let Some(max) = self.setup.grad_clip.filter(|m| *m > 0.0)
+                    && self.scaler.unscale(&mut self.optim)
+                {
+                    self.optim.clip_grad_norm(max);
                 }
                 self.scaler.step(&mut self.optim);
                 self.optim.zero_grad();
@@ -656,7 +766,11 @@ impl<'a> Trainer<'a> {
             bar.step(
                 i + 1,
                 n,
-                Some(format!("loss {:.4} lr {:.2e}", if den > 0.0 { num / den } else { 0.0 }, acc.lr)),
+                Some(format!(
+                    "loss {:.4} lr {:.2e}",
+                    if den > 0.0 { num / den } else { 0.0 },
+                    acc.lr
+                )),
             );
             if accum.is_step(i, n) && i + 1 < n && self.stop_requested() {
                 bar.finish();
@@ -702,7 +816,12 @@ struct TrainPass {
 }
 
 /// Writes `per_sample_loss.csv` rows for one split (appending to `rows`).
-pub fn per_sample_rows(split: &str, out: &EvalOutput, classes: &[String], rows: &mut Vec<Vec<String>>) {
+pub fn per_sample_rows(
+    split: &str,
+    out: &EvalOutput,
+    classes: &[String],
+    rows: &mut Vec<Vec<String>>,
+) {
     for i in 0..out.labels.len() {
         let p = &out.probs[i];
         let pred = crate::metrics::argmax(p);
@@ -721,9 +840,15 @@ pub fn per_sample_rows(split: &str, out: &EvalOutput, classes: &[String], rows: 
 
 /// Writes a per-sample CSV (`split, event_idx, loss, predicted, true, correct, prob_<class>...`)
 /// atomically.
-pub fn write_per_sample_csv(path: &Path, classes: &[String], rows: &[Vec<String>]) -> Result<(), TrainError> {
-    let mut header: Vec<String> =
-        ["split", "event_idx", "loss", "predicted", "true", "correct"].iter().map(|s| s.to_string()).collect();
+pub fn write_per_sample_csv(
+    path: &Path,
+    classes: &[String],
+    rows: &[Vec<String>],
+) -> Result<(), TrainError> {
+    let mut header: Vec<String> = ["split", "event_idx", "loss", "predicted", "true", "correct"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     header.extend(classes.iter().map(|c| format!("prob_{c}")));
     crate::atomic::write_atomic(path, |w| {
         let mut csv = csv::Writer::from_writer(w);
@@ -733,5 +858,8 @@ pub fn write_per_sample_csv(path: &Path, classes: &[String], rows: &[Vec<String>
         }
         csv.flush()
     })
-    .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+    .map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

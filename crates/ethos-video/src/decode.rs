@@ -90,6 +90,42 @@ pub(crate) fn video_stream_index(
         })
 }
 
+/// Fails when the container's index (mp4/mov sample tables, AVI idx1) points past the end of the
+/// file: a truncated download or copy whose header survived (e.g. `+faststart` mp4s).
+pub(crate) fn check_not_truncated(
+    path: &Path,
+    ictx: &mut format::context::Input,
+    index: usize,
+) -> Result<(), VideoError> {
+    let file_len = std::fs::metadata(path)
+        .map(|m| m.len() as i64)
+        .unwrap_or(i64::MAX);
+    // SAFETY: the stream pointer is valid while the context lives; entries are read-only.
+    let data_end = unsafe {
+        let st = *(*ictx.as_mut_ptr()).streams.add(index);
+        let n = ffi::avformat_index_get_entries_count(st);
+        let mut end = 0i64;
+        for i in 0..n {
+            let e = ffi::avformat_index_get_entry(st, i);
+            if !e.is_null() {
+                // `size` is the 30-bit field after the 2 flag bits.
+                let size = (*e)._bitfield_1.get(2, 30) as i64;
+                end = end.max((*e).pos + size);
+            }
+        }
+        end
+    };
+    if data_end > file_len {
+        return Err(VideoError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!(
+                "truncated: the index references {data_end} bytes but the file has {file_len}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Clockwise degrees (0, 90, 180, 270) that turn the coded frames upright, from the display matrix
 /// (the same reading as the ffmpeg CLI's autorotate: `-round(av_display_rotation_get)`).
 pub(crate) fn stream_rotation(stream: &format::stream::Stream) -> u32 {
@@ -122,8 +158,9 @@ pub(crate) fn stream_rotation(stream: &format::stream::Stream) -> u32 {
 impl VideoInput {
     /// Opens the best video stream of `path` with a decoder using `threads` frame threads (>= 1).
     pub fn open(path: &Path, threads: usize) -> Result<Self, VideoError> {
-        let ictx = open_format(path)?;
+        let mut ictx = open_format(path)?;
         let stream_index = video_stream_index(path, &ictx)?;
+        check_not_truncated(path, &mut ictx, stream_index)?;
         let stream = ictx
             .stream(stream_index)
             .ok_or_else(|| VideoError::NoVideoStream {
@@ -226,6 +263,30 @@ impl VideoInput {
         self.last_ts = None;
         self.at_start = t <= 0.0;
         Ok(())
+    }
+
+    /// Seeks so that decoding starts at or before `t` seconds: seeks to the keyframe at or before
+    /// `t` and, when the first frame decoded from there is still after `t` (containers that index
+    /// by decode time, B-frames), seeks further back (1 s, 2 s, 4 s, ... down to the start). Returns
+    /// the first decoded frame (in `frame`) and its time, or `None` for a stream without frames.
+    pub fn seek_before(
+        &mut self,
+        t: f64,
+        frame: &mut frame::Video,
+    ) -> Result<Option<f64>, VideoError> {
+        let mut back = 0.0;
+        loop {
+            let seek_t = t - back;
+            self.seek(seek_t)?;
+            match self.next_frame(frame)? {
+                None if seek_t <= 0.0 => return Ok(None),
+                Some(ft) if ft <= t + crate::sampler::TIME_EPS || seek_t <= 0.0 => {
+                    return Ok(Some(ft));
+                }
+                _ => {}
+            }
+            back = if back == 0.0 { 1.0 } else { back * 2.0 };
+        }
     }
 
     /// Decodes the next frame in presentation order into `frame`; returns its time in seconds from

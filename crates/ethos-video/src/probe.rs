@@ -6,7 +6,9 @@ use ffmpeg::{Packet, ffi};
 use ffmpeg_next as ffmpeg;
 
 use crate::VideoError;
-use crate::decode::{open_format, rational_f64, stream_rotation, video_stream_index};
+use crate::decode::{
+    check_not_truncated, open_format, rational_f64, stream_rotation, video_stream_index,
+};
 
 /// Facts about the video stream of a file. Times are seconds; sizes are coded pixels (before
 /// rotation); rates are frames per second.
@@ -74,6 +76,7 @@ const GOP_SCAN_KEYFRAMES: usize = 4;
 pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
     let mut ictx = open_format(path)?;
     let index = video_stream_index(path, &ictx)?;
+    check_not_truncated(path, &mut ictx, index)?;
     let stream = ictx
         .stream(index)
         .ok_or_else(|| VideoError::NoVideoStream {

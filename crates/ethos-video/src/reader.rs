@@ -52,6 +52,8 @@ pub struct FrameReader {
     cand: Option<(f64, frame::Video)>,
     ahead: Option<(f64, frame::Video)>,
     spare: frame::Video,
+    /// The first frame decoded while seeking, returned before decoding more.
+    pending: Option<(f64, frame::Video)>,
     done: bool,
 }
 
@@ -90,7 +92,10 @@ impl FrameReader {
             opts.roi,
             opts.resize,
         )?;
-        input.seek(opts.start_s)?;
+        let mut first = frame::Video::empty();
+        let pending = input
+            .seek_before(opts.start_s, &mut first)?
+            .map(|t| (t, first));
         let out_fps = opts.fps.unwrap_or(input.real_fps);
         Ok(Self {
             input,
@@ -101,6 +106,7 @@ impl FrameReader {
             cand: None,
             ahead: None,
             spare: frame::Video::empty(),
+            pending,
             done: false,
         })
     }
@@ -134,6 +140,9 @@ impl FrameReader {
     }
 
     fn decode(&mut self) -> Result<Option<(f64, frame::Video)>, VideoError> {
+        if let Some(first) = self.pending.take() {
+            return Ok(Some(first));
+        }
         let mut f = std::mem::replace(&mut self.spare, frame::Video::empty());
         match self.input.next_frame(&mut f)? {
             Some(t) => Ok(Some((t, f))),

@@ -167,25 +167,13 @@ impl ClipSampler {
 
         let mut cand = frame::Video::empty();
         let mut cur = frame::Video::empty();
-        // Seek; when the keyframe found lies after the first target (possible with B-frames, where
-        // containers index by decode time), seek again further back.
-        let mut back = 0.0;
-        let first_time = loop {
-            let seek_t = targets[0] - back;
-            input.seek(seek_t)?;
-            match input.next_frame(&mut cur)? {
-                None if seek_t > 0.0 => {}
-                None => {
-                    return Err(VideoError::Invalid {
-                        path: path.to_path_buf(),
-                        reason: "no decodable frames".into(),
-                    });
-                }
-                Some(t) if t > targets[0] + TIME_EPS && seek_t > 0.0 => {}
-                Some(t) => break t,
-            }
-            back = if back == 0.0 { 1.0 } else { back * 2.0 };
-        };
+        let first_time =
+            input
+                .seek_before(targets[0], &mut cur)?
+                .ok_or_else(|| VideoError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: "no decodable frames".into(),
+                })?;
         let mut cand_time: Option<f64> = None;
         let mut cur_time = Some(first_time);
         // The last converted frame's time and output slot, to copy instead of converting again.

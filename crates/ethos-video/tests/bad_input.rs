@@ -61,6 +61,26 @@ fn missing_empty_text_and_truncated_files() {
     let truncated = dir.path().join("truncated.mp4");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     all_entry_points_fail(&truncated);
+    // Truncated with the index up front (`+faststart`): the index points past the end of the file.
+    let faststart = dir.path().join("faststart.mp4");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x96:rate=15",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-movflags",
+        "+faststart",
+        &faststart.to_string_lossy(),
+    ]);
+    assert!(probe(&faststart).is_ok());
+    let bytes = std::fs::read(&faststart).unwrap();
+    let cut = dir.path().join("faststart_cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    all_entry_points_fail(&cut);
     // A directory is not a video either.
     all_entry_points_fail(dir.path());
 }

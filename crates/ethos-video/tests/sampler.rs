@@ -103,10 +103,10 @@ fn h264_mp4_with_b_frames_is_bit_identical() {
 
 #[test]
 fn hevc_mp4_is_bit_identical() {
-    if !has_encoder("libx265") {
-        eprintln!("libx265 missing; skipped");
-        return;
-    }
+    assert!(
+        has_encoder("libx265"),
+        "libx265 missing: install FFmpeg with scripts/setup.sh"
+    );
     let dir = tmp();
     let p = make_video(
         dir.path(),

@@ -87,10 +87,10 @@ fn writes_every_codec_and_container() {
         (Codec::Mpeg4, "e.mp4", "mpeg4", false),
     ];
     for (codec, name, expect, b_frames) in cases {
-        if !encoder_available(codec) {
-            eprintln!("skipping {codec}: encoder missing");
-            continue;
-        }
+        assert!(
+            encoder_available(codec),
+            "{codec}: encoder missing; install FFmpeg with scripts/setup.sh"
+        );
         let path = dir.path().join(name);
         let opts = WriterOptions {
             codec,

@@ -15,8 +15,6 @@ pub struct Args {
 pub enum What {
     /// Video decode: one 16-frame sample at short side 256 vs decoding every 4K frame (CPU-s, peak RSS).
     Decode(super::bench_decode::Args),
-    /// Data pipeline: cache build CPU-s per 4K clip and loader samples/s with full augmentation.
-    Loader(super::bench_loader::Args),
     /// Model speed: eval forward and train forward+backward medians per batch size (random weights).
     Model(super::bench_model::Args),
     /// Internal: one measured decode in a fresh process (used by `bench decode`).
@@ -28,7 +26,6 @@ pub enum What {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Decode(a) => super::bench_decode::run(a),
-        What::Loader(a) => super::bench_loader::run(a),
         What::Model(a) => super::bench_model::run(a),
         What::DecodeChild(a) => super::bench_decode::run_child(a),
     }

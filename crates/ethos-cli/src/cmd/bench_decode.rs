@@ -1,10 +1,12 @@
 //! `ethos bench decode`: the cost of sampling one clip from a 4K source vs decoding it all.
 //!
 //! Each measurement runs in a fresh child process (this binary re-executed with the hidden
-//! `bench decode-child`), so peak RSS (`getrusage` `ru_maxrss`) belongs to one mode only. CPU time is
-//! the process's user + system time (`getrusage(RUSAGE_SELF)`) across the decode call alone; the
-//! child also reports its peak RSS before decoding (the binary and its libraries), so the decode's
-//! own share is visible.
+//! `bench decode-child`), so peak RSS belongs to one mode only. CPU time is the process's user +
+//! system time (`getrusage(RUSAGE_SELF)`) across the decode call alone. Memory: the binary's
+//! start-up (libtorch libraries) has its own high-water mark, so the child resets the peak
+//! (`/proc/self/clear_refs` = 5) right before decoding and reports `VmHWM` afterwards (peak RSS
+//! during the decode, including what was already resident), the resident size before decoding,
+//! their difference (what decoding added), and the whole-process `ru_maxrss`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,9 +46,21 @@ struct Measure {
     mode: String,
     cpu_s: f64,
     wall_s: f64,
+    /// Peak RSS during the decode (VmHWM after a reset), MB.
     peak_rss_mb: f64,
+    /// Resident size right before decoding, MB.
     startup_rss_mb: f64,
+    /// Whole-process peak RSS including start-up (`ru_maxrss`), MB.
+    process_peak_rss_mb: f64,
     frames_out: usize,
+}
+
+/// A `/proc/self/status` field in MB (`VmRSS`, `VmHWM`).
+fn proc_status_mb(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn rusage() -> (f64, f64) {
@@ -75,7 +89,10 @@ fn sample_request() -> ClipRequest {
 /// Runs one mode in this process and prints its [`Measure`] as JSON.
 pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
     ethos_video::init();
-    let (cpu0, startup_rss) = rusage();
+    // Reset the RSS high-water mark so it covers the decode only.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let startup_rss = proc_status_mb("VmRSS:").unwrap_or(f64::NAN);
+    let (cpu0, _) = rusage();
     let t0 = Instant::now();
     let frames_out = match args.mode.as_str() {
         "sample" => {
@@ -96,13 +113,19 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown mode {other:?}"),
     };
     let wall_s = t0.elapsed().as_secs_f64();
-    let (cpu1, peak) = rusage();
+    let (cpu1, process_peak) = rusage();
+    let peak = if reset {
+        proc_status_mb("VmHWM:").unwrap_or(process_peak)
+    } else {
+        process_peak
+    };
     let m = Measure {
         mode: args.mode,
         cpu_s: cpu1 - cpu0,
         wall_s,
         peak_rss_mb: peak,
         startup_rss_mb: startup_rss,
+        process_peak_rss_mb: process_peak,
         frames_out,
     };
     println!("{}", serde_json::to_string(&m)?);
@@ -111,7 +134,7 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
 
 /// Writes the default benchmark source: 6 s of 3840x2160 at 15 fps, H.264, GOP 30, textured
 /// background with moving shapes (so motion compensation and residuals are realistic).
-pub(crate) fn make_source(path: &Path) -> anyhow::Result<()> {
+fn make_source(path: &Path) -> anyhow::Result<()> {
     let (w, h) = (3840usize, 2160usize);
     let opts = WriterOptions {
         codec: Codec::H264,
@@ -212,10 +235,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let m: Measure =
                 serde_json::from_slice(&out.stdout).context("reading the child's measurement")?;
             eprintln!(
-                "  {mode:<6} rep {}: {:.3} CPU-s, {:.1} MB peak RSS",
+                "  {mode:<6} rep {}: {:.3} CPU-s, peak RSS {:.1} MB during decode ({:.1} MB added)",
                 rep + 1,
                 m.cpu_s,
-                m.peak_rss_mb
+                m.peak_rss_mb,
+                m.peak_rss_mb - m.startup_rss_mb
             );
             runs.push(m);
         }
@@ -228,6 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "peak_rss_mb_median": med(|m| m.peak_rss_mb),
             "startup_rss_mb_median": med(|m| m.startup_rss_mb),
             "decode_rss_mb_median": med(|m| m.peak_rss_mb - m.startup_rss_mb),
+            "process_peak_rss_mb_median": med(|m| m.process_peak_rss_mb),
             "runs": runs,
         }));
     }
@@ -243,20 +268,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.reps
     );
     eprintln!(
-        "{:<40} {:>8} {:>8} {:>14} {:>14} {:>8}",
-        "mode (median)", "CPU-s", "wall-s", "peak RSS MB", "decode RSS MB", "frames"
+        "{:<44} {:>7} {:>7} {:>13} {:>13} {:>13} {:>6}",
+        "mode (median)", "CPU-s", "wall-s", "peak RSS MB", "added by dec", "process peak", "frames"
     );
     for (r, label) in results.iter().zip([
-        "sample: 16 fr @12fps, short side 256, 1 thr",
+        "sample: 16 fr @12 fps, short side 256, 1 thr",
         "full: every frame, full-res RGB, 1 thr",
     ]) {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         eprintln!(
-            "{:<40} {:>8.3} {:>8.3} {:>14.1} {:>14.1} {:>8}",
+            "{:<44} {:>7.3} {:>7.3} {:>13.1} {:>13.1} {:>13.1} {:>6}",
             label,
-            r["cpu_s_median"].as_f64().unwrap_or(f64::NAN),
-            r["wall_s_median"].as_f64().unwrap_or(f64::NAN),
-            r["peak_rss_mb_median"].as_f64().unwrap_or(f64::NAN),
-            r["decode_rss_mb_median"].as_f64().unwrap_or(f64::NAN),
+            f("cpu_s_median"),
+            f("wall_s_median"),
+            f("peak_rss_mb_median"),
+            f("decode_rss_mb_median"),
+            f("process_peak_rss_mb_median"),
             r["frames_out"]
         );
     }

@@ -45,12 +45,18 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("cache {bar:40} {pos}/{len} clips {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "cache {bar:40} {pos}/{len} clips {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         });
-        Self { bar, start: Instant::now(), last_line: Mutex::new(0) }
+        Self {
+            bar,
+            start: Instant::now(),
+            last_line: Mutex::new(0),
+        }
     }
 
     fn update(&self, done: usize, total: usize) {
@@ -63,7 +69,10 @@ impl Progress {
         if done == total || done >= *last + step {
             *last = done;
             let secs = self.start.elapsed().as_secs_f64();
-            eprintln!("cache: {done}/{total} clips ({:.1} clips/s)", done as f64 / secs.max(1e-9));
+            eprintln!(
+                "cache: {done}/{total} clips ({:.1} clips/s)",
+                done as f64 / secs.max(1e-9)
+            );
         }
     }
 
@@ -79,7 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = crate::config::RunConfig::load(&args.config, &args.set)?;
     let data = &cfg.data;
     ethos_video::init();
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let mut all: Vec<CacheJob> = Vec::new();
     for split in data.splits.keys() {
         let events = load_split_events(data, split).with_context(|| format!("split `{split}`"))?;
@@ -99,7 +111,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let progress = Progress::new(all.len());
     let start = Instant::now();
-    let report = build_entries(&cache, &all, jobs, !args.quick, &|done, total| progress.update(done, total))?;
+    let report = build_entries(&cache, &all, jobs, !args.quick, &|done, total| {
+        progress.update(done, total)
+    })?;
     progress.finish();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

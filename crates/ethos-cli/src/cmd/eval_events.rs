@@ -31,10 +31,16 @@ pub struct Args {
 /// Runs `ethos eval-events`: JSON to stdout, a table to stderr.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.tolerance >= 0.0 && args.tolerance.is_finite()) {
-        return Err(crate::exit::BadInput(format!("--tolerance {}: must be >= 0", args.tolerance)).into());
+        return Err(
+            crate::exit::BadInput(format!("--tolerance {}: must be >= 0", args.tolerance)).into(),
+        );
     }
     if !(args.frame_step > 0.0 && args.frame_step.is_finite()) {
-        return Err(crate::exit::BadInput(format!("--frame-step {}: must be > 0", args.frame_step)).into());
+        return Err(crate::exit::BadInput(format!(
+            "--frame-step {}: must be > 0",
+            args.frame_step
+        ))
+        .into());
     }
     let truth = EventsManifest::load(&args.truth, None, &args.classes)
         .with_context(|| format!("reading labelled events {}", args.truth.display()))?;
@@ -59,14 +65,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.tolerance,
         args.frame_step,
     );
-    eprintln!("{:<12} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>8}", "class", "pred", "true", "matched", "precision", "recall", "F1", "frame F1");
+    eprintln!(
+        "{:<12} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>8}",
+        "class", "pred", "true", "matched", "precision", "recall", "F1", "frame F1"
+    );
     for (name, s) in &eval.bouts {
         eprintln!(
             "{:<12} {:>6} {:>6} {:>7} {:>9.3} {:>7.3} {:>6.3} {:>8.3}",
             name, s.predicted, s.truth, s.matched, s.precision, s.recall, s.f1, eval.frame_f1[name]
         );
     }
-    eprintln!("macro bout F1 {:.3}, frame accuracy {:.3} (tolerance {} s)", eval.macro_bout_f1, eval.frame_accuracy, eval.tolerance_s);
+    eprintln!(
+        "macro bout F1 {:.3}, frame accuracy {:.3} (tolerance {} s)",
+        eval.macro_bout_f1, eval.frame_accuracy, eval.tolerance_s
+    );
     println!("{}", serde_json::to_string_pretty(&eval)?);
     Ok(())
 }

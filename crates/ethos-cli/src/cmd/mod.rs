@@ -2,14 +2,17 @@
 
 pub mod bench;
 pub mod bench_decode;
-pub mod bench_loader;
 pub mod bench_model;
 pub mod cache;
+pub mod demo;
 pub mod doctor;
+pub mod eval;
 pub mod eval_events;
+pub mod export_feral;
 pub mod extract;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod probe;
 pub mod sample;
 pub mod sample_config;

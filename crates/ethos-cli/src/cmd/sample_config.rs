@@ -51,12 +51,18 @@ pub fn run(args: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
     let path = args.config.as_deref().context("--config is required")?;
     let cfg = crate::config::RunConfig::load(path, &args.set)?;
     let Some(event_idx) = args.event else {
-        anyhow::bail!(crate::exit::BadInput("ethos sample --config needs --event IDX".into()));
+        anyhow::bail!(crate::exit::BadInput(
+            "ethos sample --config needs --event IDX".into()
+        ));
     };
     let data = &cfg.data;
     let events = load_split_events(data, &args.split)?;
     let Some(event) = events.into_iter().find(|e| e.event_idx == event_idx) else {
-        return Err(DataError::UnknownEvent { event_idx, split: args.split.clone() }.into());
+        return Err(DataError::UnknownEvent {
+            event_idx,
+            split: args.split.clone(),
+        }
+        .into());
     };
     let dataset = ClipDataset::from_events(data, &args.split, vec![event.clone()], data.mode)?;
     let size = data.input_size as usize;
@@ -72,13 +78,23 @@ pub fn run(args: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
         None => Layout::Bcthw,
     };
     let mut resizer = ethos_data::transforms::Resizer::new();
-    let sample = prepare_sample(&dataset, &transform, &mut resizer, data.seed, args.epoch, args.position, 0)
-        .with_context(|| format!("event {event_idx} of split {}", args.split))?;
+    let sample = prepare_sample(
+        &dataset,
+        &transform,
+        &mut resizer,
+        data.seed,
+        args.epoch,
+        args.position,
+        0,
+    )
+    .with_context(|| format!("event {event_idx} of split {}", args.split))?;
     let t = sample.clip.frames;
     let mut inputs = vec![0f32; 3 * t * size * size];
     transform.normalize_into(&sample.clip, layout, &mut inputs);
     let shape = layout.shape(1, t, size, size);
-    let shown = transform.normalizer().denormalize(&inputs, layout, t, size, size);
+    let shown = transform
+        .normalizer()
+        .denormalize(&inputs, layout, t, size, size);
 
     let (png, st) = crate::clip_out::output_paths(out);
     if let Some(dir) = png.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -105,13 +121,21 @@ pub fn run(args: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
         "std": data.std,
     });
     let bytes: Vec<u8> = inputs.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let inputs_view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)
-        .context("building the inputs tensor")?;
-    let frames_view = safetensors::tensor::TensorView::new(safetensors::Dtype::U8, shown.shape().to_vec(), &shown.data)
-        .context("building the frames tensor")?;
+    let inputs_view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)
+            .context("building the inputs tensor")?;
+    let frames_view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::U8,
+        shown.shape().to_vec(),
+        &shown.data,
+    )
+    .context("building the frames tensor")?;
     let meta = HashMap::from([("sample".to_string(), params.to_string())]);
-    let file = safetensors::serialize([("inputs", inputs_view), ("frames", frames_view)], Some(meta))
-        .context("serialising safetensors")?;
+    let file = safetensors::serialize(
+        [("inputs", inputs_view), ("frames", frames_view)],
+        Some(meta),
+    )
+    .context("serialising safetensors")?;
     crate::clip_out::write_atomic(&st, &file)?;
     tracing::info!("wrote {} and {}", png.display(), st.display());
     let mut summary = params;

@@ -152,7 +152,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             if common.submit {
-                return Err(BadInput("--submit needs --out FILE (sbatch submits a file)".into()).into());
+                return Err(
+                    BadInput("--submit needs --out FILE (sbatch submits a file)".into()).into(),
+                );
             }
             print!("{script}");
         }
@@ -183,7 +185,11 @@ fn train_script(t: &TrainArgs) -> anyhow::Result<String> {
         cmd.push("--out".into());
         cmd.push(absolute(run)?.display().to_string());
     }
-    let name = t.common.job_name.clone().unwrap_or_else(|| "ethos-train".into());
+    let name = t
+        .common
+        .job_name
+        .clone()
+        .unwrap_or_else(|| "ethos-train".into());
     render(&t.common, &name, None, &cmd)
 }
 
@@ -207,15 +213,27 @@ fn predict_script(p: &PredictArgs) -> anyhow::Result<String> {
         format!("${{SLURM_ARRAY_TASK_ID}}/{}", p.array),
     ];
     cmd.extend(p.predict_args.iter().cloned());
-    let name = p.common.job_name.clone().unwrap_or_else(|| "ethos-predict".into());
+    let name = p
+        .common
+        .job_name
+        .clone()
+        .unwrap_or_else(|| "ethos-predict".into());
     render(&p.common, &name, Some(p.array), &cmd)
 }
 
 /// Renders the sbatch script. `ethos_args` are shell words; `${...}` in them is left for the shell.
-fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> anyhow::Result<String> {
+fn render(
+    c: &Common,
+    name: &str,
+    array: Option<u32>,
+    ethos_args: &[String],
+) -> anyhow::Result<String> {
     validate_time(&c.time)?;
     if c.on_timeout == OnTimeout::Resubmit && c.out.is_none() {
-        return Err(BadInput("--on-timeout resubmit needs --out FILE (the script resubmits itself)".into()).into());
+        return Err(BadInput(
+            "--on-timeout resubmit needs --out FILE (the script resubmits itself)".into(),
+        )
+        .into());
     }
     let ethos = match &c.ethos {
         Some(p) => absolute(p)?,
@@ -232,9 +250,17 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
     let mut s = String::new();
     let w = &mut s;
     writeln!(w, "#!/bin/bash")?;
-    writeln!(w, "# Written by `ethos slurm` {}.", env!("CARGO_PKG_VERSION"))?;
+    writeln!(
+        w,
+        "# Written by `ethos slurm` {}.",
+        env!("CARGO_PKG_VERSION")
+    )?;
     writeln!(w, "#SBATCH --job-name={}", shell_word_check(name)?)?;
-    for (flag, value) in [("partition", &c.partition), ("account", &c.account), ("qos", &c.qos)] {
+    for (flag, value) in [
+        ("partition", &c.partition),
+        ("account", &c.account),
+        ("qos", &c.qos),
+    ] {
         if let Some(v) = value {
             writeln!(w, "#SBATCH --{flag}={}", shell_word_check(v)?)?;
         }
@@ -273,32 +299,57 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
             quote(&absolute(lib)?.display().to_string())
         )?,
         None => {
-            writeln!(w, "# libtorch from the job's python3 torch, when there is one")?;
+            writeln!(
+                w,
+                "# libtorch from the job's python3 torch, when there is one"
+            )?;
             writeln!(
                 w,
                 "if TORCH_LIB=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),\"lib\"))' 2>/dev/null); then"
             )?;
-            writeln!(w, "  export LD_LIBRARY_PATH=\"$TORCH_LIB${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\"")?;
+            writeln!(
+                w,
+                "  export LD_LIBRARY_PATH=\"$TORCH_LIB${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\""
+            )?;
             writeln!(w, "fi")?;
         }
     }
-    writeln!(w, "# ethos writes one flushed log line per step when stderr is not a terminal.")?;
+    writeln!(
+        w,
+        "# ethos writes one flushed log line per step when stderr is not a terminal."
+    )?;
     writeln!(w, "export RUST_LOG=${{RUST_LOG:-info}}")?;
-    writeln!(w, "ETHOS=${{ETHOS_BIN:-{}}}", quote(&ethos.display().to_string()))?;
+    writeln!(
+        w,
+        "ETHOS=${{ETHOS_BIN:-{}}}",
+        quote(&ethos.display().to_string())
+    )?;
     writeln!(w)?;
     writeln!(w, "timed_out=0")?;
     writeln!(w, "child=")?;
     writeln!(w, "on_time_limit() {{")?;
     writeln!(w, "  timed_out=1")?;
-    writeln!(w, "  echo \"ethos-slurm: time limit near, asking ethos to checkpoint and stop\" >&2")?;
-    writeln!(w, "  if [ -n \"$child\" ]; then kill -USR1 \"$child\" 2>/dev/null; fi")?;
+    writeln!(
+        w,
+        "  echo \"ethos-slurm: time limit near, asking ethos to checkpoint and stop\" >&2"
+    )?;
+    writeln!(
+        w,
+        "  if [ -n \"$child\" ]; then kill -USR1 \"$child\" 2>/dev/null; fi"
+    )?;
     writeln!(w, "}}")?;
     writeln!(w, "trap on_time_limit USR1 TERM")?;
-    writeln!(w, "echo \"ethos-slurm: job ${{SLURM_JOB_ID:-?}} on $(hostname) at $(date -Is)\" >&2")?;
+    writeln!(
+        w,
+        "echo \"ethos-slurm: job ${{SLURM_JOB_ID:-?}} on $(hostname) at $(date -Is)\" >&2"
+    )?;
     let words: Vec<String> = ethos_args.iter().map(|a| quote_keep_vars(a)).collect();
     writeln!(w, "\"$ETHOS\" {} &", words.join(" "))?;
     writeln!(w, "child=$!")?;
-    writeln!(w, "# wait returns early when a trapped signal arrives: wait until ethos has really exited")?;
+    writeln!(
+        w,
+        "# wait returns early when a trapped signal arrives: wait until ethos has really exited"
+    )?;
     writeln!(w, "while true; do")?;
     writeln!(w, "  wait \"$child\"; status=$?")?;
     writeln!(w, "  kill -0 \"$child\" 2>/dev/null || break")?;
@@ -306,12 +357,18 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
     writeln!(w, "if [ \"$timed_out\" = 1 ]; then")?;
     match c.on_timeout {
         OnTimeout::Requeue => {
-            writeln!(w, "  echo \"ethos-slurm: requeueing job $SLURM_JOB_ID; the next run resumes\" >&2")?;
+            writeln!(
+                w,
+                "  echo \"ethos-slurm: requeueing job $SLURM_JOB_ID; the next run resumes\" >&2"
+            )?;
             writeln!(w, "  scontrol requeue \"$SLURM_JOB_ID\"")?;
         }
         OnTimeout::Resubmit => {
             let me = absolute(c.out.as_deref().expect("checked above"))?;
-            writeln!(w, "  echo \"ethos-slurm: resubmitting; the next run resumes\" >&2")?;
+            writeln!(
+                w,
+                "  echo \"ethos-slurm: resubmitting; the next run resumes\" >&2"
+            )?;
             if array.is_some() {
                 writeln!(
                     w,
@@ -338,7 +395,8 @@ fn write_script(path: &Path, script: &str) -> anyhow::Result<()> {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting permissions of {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 fn submit(path: &Path) -> anyhow::Result<()> {
@@ -348,7 +406,11 @@ fn submit(path: &Path) -> anyhow::Result<()> {
         .context("running sbatch (is this a SLURM login node?)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("sbatch {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "sbatch {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     eprintln!("{}", stdout.trim());
     Ok(())
@@ -375,7 +437,10 @@ fn validate_time(t: &str) -> anyhow::Result<()> {
 
 /// Refuses values that would break an `#SBATCH` line (whitespace, quotes, newlines).
 fn shell_word_check(v: &str) -> anyhow::Result<&str> {
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || "'\"`$\\;".contains(c)) {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || "'\"`$\\;".contains(c))
+    {
         return Err(BadInput(format!("{v:?}: not allowed in an #SBATCH option")).into());
     }
     Ok(v)
@@ -424,7 +489,10 @@ mod tests {
 
     #[test]
     fn quoting_keeps_slurm_vars_and_escapes_the_rest() {
-        assert_eq!(quote_keep_vars("${SLURM_ARRAY_TASK_ID}/4"), "\"${SLURM_ARRAY_TASK_ID}/4\"");
+        assert_eq!(
+            quote_keep_vars("${SLURM_ARRAY_TASK_ID}/4"),
+            "\"${SLURM_ARRAY_TASK_ID}/4\""
+        );
         assert_eq!(quote_keep_vars("a $HOME `x`"), "\"a \\$HOME \\`x\\`\"");
         assert_eq!(quote("it's"), "'it'\\''s'");
     }

@@ -66,7 +66,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.out {
         cfg.train.run_dir = Some(std::path::absolute(out).unwrap_or_else(|_| out.clone()));
     }
-    let summary = execute(&cfg, args.resume.as_deref(), args.force, args.stop_after_epochs)?;
+    let summary = execute(
+        &cfg,
+        args.resume.as_deref(),
+        args.force,
+        args.stop_after_epochs,
+    )?;
     if !summary.finished {
         eprintln!(
             "stopped; the run is resumable: ethos train --config {} --resume {}",
@@ -96,7 +101,11 @@ fn resume_point(cfg: &RunConfig, explicit: Option<&Path>, force: bool) -> Result
         }
         _ => {}
     }
-    let existing: Vec<&str> = RUN_MARKERS.iter().copied().filter(|m| run_dir.join(m).exists()).collect();
+    let existing: Vec<&str> = RUN_MARKERS
+        .iter()
+        .copied()
+        .filter(|m| run_dir.join(m).exists())
+        .collect();
     if !existing.is_empty() {
         if !force {
             return Err(BadInput(format!(
@@ -108,7 +117,13 @@ fn resume_point(cfg: &RunConfig, explicit: Option<&Path>, force: bool) -> Result
             ))
             .into());
         }
-        for m in ["history.csv", "last.ckpt", "best.ckpt", "per_sample_loss.csv", "metrics.json"] {
+        for m in [
+            "history.csv",
+            "last.ckpt",
+            "best.ckpt",
+            "per_sample_loss.csv",
+            "metrics.json",
+        ] {
             let p = run_dir.join(m);
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -155,7 +170,12 @@ impl LoaderSource {
             drop_last: false,
         };
         let samples = sampler.epoch_len();
-        LoaderSource { split, loader: Loader::new(source, transform, opts), sampler, samples }
+        LoaderSource {
+            split,
+            loader: Loader::new(source, transform, opts),
+            sampler,
+            samples,
+        }
     }
 }
 
@@ -169,20 +189,28 @@ impl BatchSource for LoaderSource {
     fn num_samples(&self) -> usize {
         self.samples
     }
-    fn batches(&self, epoch: u64, start: usize) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_> {
-        Box::new(self.loader.epoch_from(&*self.sampler, epoch, start).map(|r| {
-            r.map(|b| HostBatch {
-                inputs: b.inputs,
-                shape: b.shape,
-                layout: match b.layout {
-                    Layout::Bcthw => InputLayout::Bcthw,
-                    Layout::Btchw => InputLayout::Btchw,
-                },
-                labels: b.labels,
-                event_idx: b.event_idx,
-            })
-            .map_err(|e| Box::new(e) as SourceError)
-        }))
+    fn batches(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_> {
+        Box::new(
+            self.loader
+                .epoch_from(&*self.sampler, epoch, start)
+                .map(|r| {
+                    r.map(|b| HostBatch {
+                        inputs: b.inputs,
+                        shape: b.shape,
+                        layout: match b.layout {
+                            Layout::Bcthw => InputLayout::Bcthw,
+                            Layout::Btchw => InputLayout::Btchw,
+                        },
+                        labels: b.labels,
+                        event_idx: b.event_idx,
+                    })
+                    .map_err(|e| Box::new(e) as SourceError)
+                }),
+        )
     }
 }
 
@@ -191,7 +219,11 @@ impl BatchSource for LoaderSource {
 pub fn open_split(data: &DataConfig, split: &str) -> Result<Arc<ClipDataset>> {
     let ds = ClipDataset::open(data, split).with_context(|| format!("opening split `{split}`"))?;
     if ds.is_empty() {
-        let file = data.splits.get(split).map(|p| p.display().to_string()).unwrap_or_default();
+        let file = data
+            .splits
+            .get(split)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         return Err(BadInput(format!("split `{split}` ({file}) has no events")).into());
     }
     Ok(Arc::new(ds))
@@ -201,17 +233,29 @@ pub fn open_split(data: &DataConfig, split: &str) -> Result<Arc<ClipDataset>> {
 pub fn eval_source(data: &DataConfig, ds: Arc<ClipDataset>, layout: Layout) -> LoaderSource {
     let n = ds.len();
     let transform = ClipTransform::eval(data.input_size as usize, data.mean, data.std);
-    LoaderSource::new(data, ds, transform, Box::new(SequentialSampler::new(n)), layout)
+    LoaderSource::new(
+        data,
+        ds,
+        transform,
+        Box::new(SequentialSampler::new(n)),
+        layout,
+    )
 }
 
 /// Builds the model of `cfg` under `vs` with `num_classes` outputs and loads `model.weights`.
-pub fn build_model(cfg: &ModelConfig, num_classes: usize, vs: &mut nn::VarStore) -> Result<Box<dyn VideoModel>> {
+pub fn build_model(
+    cfg: &ModelConfig,
+    num_classes: usize,
+    vs: &mut nn::VarStore,
+) -> Result<Box<dyn VideoModel>> {
     use ethos_models::registry::{self, ModelSource};
     let k = num_classes as i64;
     let source = match (&cfg.config, &cfg.preset) {
         (Some(p), _) => ModelSource::ConfigFile(p.clone()),
         (None, Some(n)) => ModelSource::Preset(n.clone()),
-        (None, None) => return Err(BadInput("model.preset or model.config must be set".into()).into()),
+        (None, None) => {
+            return Err(BadInput("model.preset or model.config must be set".into()).into());
+        }
     };
     let root = vs.root();
     let (model, head_prefix): (Box<dyn VideoModel>, &str) = match cfg.arch {
@@ -221,24 +265,35 @@ pub fn build_model(cfg: &ModelConfig, num_classes: usize, vs: &mut nn::VarStore)
             if let Some(p) = cfg.drop_path {
                 mc.stochastic_depth_prob = p;
             }
-            (Box::new(ethos_models::mvit::Mvit::new(&root, &mc).context("building the MViT")?), "head.")
+            (
+                Box::new(ethos_models::mvit::Mvit::new(&root, &mc).context("building the MViT")?),
+                "head.",
+            )
         }
         Arch::R3d18 => {
             if let ModelSource::Preset(n) = &source
                 && n != "r3d_18"
             {
-                return Err(BadInput(format!("model.preset `{n}`: the r3d_18 architecture has the preset r3d_18")).into());
+                return Err(BadInput(format!(
+                    "model.preset `{n}`: the r3d_18 architecture has the preset r3d_18"
+                ))
+                .into());
             }
-            let rc = ethos_models::r3d::R3dConfig { num_classes: k, head_dropout: cfg.head_dropout };
+            let rc = ethos_models::r3d::R3dConfig {
+                num_classes: k,
+                head_dropout: cfg.head_dropout,
+            };
             (Box::new(ethos_models::r3d::R3d18::new(&root, &rc)), "fc.")
         }
         Arch::Vjepa2 => {
-            let built = registry::build_model(cfg.arch, &source, Some(k), &root).context("model")?;
+            let built =
+                registry::build_model(cfg.arch, &source, Some(k), &root).context("model")?;
             (built.model, "classifier.")
         }
     };
     if let Some(w) = &cfg.weights {
-        let tensors = ethos_models::weights::read_tensors(w).with_context(|| format!("model.weights {}", w.display()))?;
+        let tensors = ethos_models::weights::read_tensors(w)
+            .with_context(|| format!("model.weights {}", w.display()))?;
         let opts = ethos_models::weights::LoadOptions {
             strict: true,
             rename: Vec::new(),
@@ -246,13 +301,17 @@ pub fn build_model(cfg: &ModelConfig, num_classes: usize, vs: &mut nn::VarStore)
         };
         let report = ethos_models::weights::load_into(vs, tensors, &opts)
             .with_context(|| format!("loading model.weights {}", w.display()))?;
-        tracing::info!("loaded {} tensors from {} (new head `{head_prefix}`)", report.loaded.len(), w.display());
+        tracing::info!(
+            "loaded {} tensors from {} (new head `{head_prefix}`)",
+            report.loaded.len(),
+            w.display()
+        );
     }
     Ok(model)
 }
 
 /// Class weights, loss, metric key: what the train split's labels decide.
-fn make_loss(cfg: &RunConfig, train_labels: &[usize], train_file: &str) -> Result<FocalLoss> {
+pub fn make_loss(cfg: &RunConfig, train_labels: &[usize], train_file: &str) -> Result<FocalLoss> {
     let c = cfg.data.classes.len();
     let mut counts = vec![0u64; c];
     for &l in train_labels {
@@ -269,8 +328,14 @@ fn make_loss(cfg: &RunConfig, train_labels: &[usize], train_file: &str) -> Resul
         .loss
         .class_weights_for(&counts, &cfg.data.classes)
         .map_err(|e| BadInput(format!("config {}: loss: {e}", cfg.path.display())))?;
-    tracing::info!("train class counts {:?}, class weights {:?}", counts, weights);
-    cfg.loss.build(weights).map_err(|e| BadInput(format!("config {}: loss: {e}", cfg.path.display())).into())
+    tracing::info!(
+        "train class counts {:?}, class weights {:?}",
+        counts,
+        weights
+    );
+    cfg.loss
+        .build(weights)
+        .map_err(|e| BadInput(format!("config {}: loss: {e}", cfg.path.display())).into())
 }
 
 /// Picks the device named by `train.device`.
@@ -289,25 +354,49 @@ pub fn execute(
 ) -> Result<TrainSummary> {
     let run_dir = cfg.run_dir();
     let resume = resume_point(cfg, resume, force)?;
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("creating run directory {}", run_dir.display()))?;
     let resume_ck = match &resume {
-        Some(p) => Some((p.clone(), checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?)),
+        Some(p) => Some((
+            p.clone(),
+            checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?,
+        )),
         None => None,
     };
-    ethos_train::atomic::write_bytes_atomic(&run_dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())
-        .with_context(|| format!("writing {}", run_dir.join("config.yaml").display()))?;
+    ethos_train::atomic::write_bytes_atomic(
+        &run_dir.join("config.yaml"),
+        cfg.to_yaml()?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", run_dir.join("config.yaml").display()))?;
     let hash = cfg.hash();
-    tracing::info!("config {} (hash {}), run directory {}", cfg.path.display(), &hash[..12], run_dir.display());
+    tracing::info!(
+        "config {} (hash {}), run directory {}",
+        cfg.path.display(),
+        &hash[..12],
+        run_dir.display()
+    );
 
     let device = device_of(cfg)?;
     let classes = cfg.data.classes.clone();
-    let metric_key = MetricKey::parse(&cfg.train.metric_key, &classes)
-        .map_err(|e| BadInput(format!("config {}: train.metric_key: {e}", cfg.path.display())))?;
+    let metric_key = MetricKey::parse(&cfg.train.metric_key, &classes).map_err(|e| {
+        BadInput(format!(
+            "config {}: train.metric_key: {e}",
+            cfg.path.display()
+        ))
+    })?;
     let train_ds = open_split(&cfg.data, "train")?;
     let val_ds = open_split(&cfg.data, "val")?;
-    let train_file = cfg.data.splits.get("train").map(|p| p.display().to_string()).unwrap_or_default();
+    let train_file = cfg
+        .data
+        .splits
+        .get("train")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let loss = make_loss(cfg, &train_ds.labels(), &train_file)?;
 
+    // Parameter initialisation draws from libtorch's generator: seed it from the run seed so two
+    // runs of one config start from the same weights.
+    tch::manual_seed((cfg.train.seed & (i64::MAX as u64)) as i64);
     let mut vs = nn::VarStore::new(device);
     let model = build_model(&cfg.model, classes.len(), &mut vs)?;
     let layout = loader_layout(model.input_layout());
@@ -315,14 +404,25 @@ pub fn execute(
         SamplerKind::Shuffle => Box::new(ShuffleSampler::new(train_ds.len())),
         SamplerKind::Balanced => Box::new(BalancedSampler::new(&train_ds.labels(), None)),
     };
-    let train_tf = ClipTransform::train(&cfg.augmentation, cfg.data.input_size as usize, cfg.data.mean, cfg.data.std);
+    let train_tf = ClipTransform::train(
+        &cfg.augmentation,
+        cfg.data.input_size as usize,
+        cfg.data.mean,
+        cfg.data.std,
+    );
     let train_src = LoaderSource::new(&cfg.data, Arc::clone(&train_ds), train_tf, sampler, layout);
     let val_src = eval_source(&cfg.data, Arc::clone(&val_ds), layout);
 
-    let accumulation = Accumulation { steps: cfg.optim.accumulation_steps.max(1) };
+    let accumulation = Accumulation {
+        steps: cfg.optim.accumulation_steps.max(1),
+    };
     let schedule = cfg
         .sched
-        .build(cfg.optim.lr, cfg.train.epochs, accumulation.steps_per_epoch(train_src.num_batches()))
+        .build(
+            cfg.optim.lr,
+            cfg.train.epochs,
+            accumulation.steps_per_epoch(train_src.num_batches()),
+        )
         .map_err(|e| BadInput(format!("config {}: sched: {e}", cfg.path.display())))?;
     let optim = AdamW::from_var_store(&vs, &cfg.optim)
         .map_err(|e| BadInput(format!("config {}: optim: {e}", cfg.path.display())))?;
@@ -343,7 +443,10 @@ pub fn execute(
         train: cfg.train.clone(),
         metric_key,
         loss: loss.clone(),
-        mixup_alpha: cfg.augmentation.use_mixup.then_some(cfg.augmentation.mixup_alpha),
+        mixup_alpha: cfg
+            .augmentation
+            .use_mixup
+            .then_some(cfg.augmentation.mixup_alpha),
         accumulation,
         schedule,
         grad_clip: cfg.optim.grad_clip,
@@ -359,13 +462,31 @@ pub fn execute(
     let outcome = tr.fit(&train_src, &val_src)?;
     let best = match outcome {
         FitOutcome::Interrupted { .. } => {
-            return Ok(TrainSummary { run_dir, finished: false, best: None });
+            return Ok(TrainSummary {
+                run_dir,
+                finished: false,
+                best: None,
+            });
         }
         FitOutcome::Finished { best, .. } => best,
     };
     drop(tr);
-    finish_run(cfg, &run_dir, &mut vs, model.as_ref(), &loss, device, &train_ds, &val_src, layout)?;
-    Ok(TrainSummary { run_dir, finished: true, best })
+    finish_run(
+        cfg,
+        &run_dir,
+        &mut vs,
+        model.as_ref(),
+        &loss,
+        device,
+        &train_ds,
+        &val_src,
+        layout,
+    )?;
+    Ok(TrainSummary {
+        run_dir,
+        finished: true,
+        best,
+    })
 }
 
 /// After training: loads `best.ckpt`, writes `metrics.json` (val) and `per_sample_loss.csv`.
@@ -382,7 +503,11 @@ fn finish_run(
     layout: Layout,
 ) -> Result<()> {
     let best = run_dir.join("best.ckpt");
-    let ck_path = if best.is_file() { best } else { run_dir.join("last.ckpt") };
+    let ck_path = if best.is_file() {
+        best
+    } else {
+        run_dir.join("last.ckpt")
+    };
     let ck = checkpoint::load(&ck_path)?;
     checkpoint::copy_into_varstore(&ck_path, vs, &ck.model)?;
     let progress = Progress::new(cfg.train.log_every_steps);
@@ -394,16 +519,26 @@ fn finish_run(
     if let Some(o) = json.as_object_mut() {
         o.insert("split".into(), "val".into());
         o.insert("checkpoint".into(), ck_path.display().to_string().into());
-        o.insert("epoch".into(), ck.state.best_epoch.or(Some(ck.state.epochs_done)).into());
+        o.insert(
+            "epoch".into(),
+            ck.state.best_epoch.or(Some(ck.state.epochs_done)).into(),
+        );
     }
-    ethos_train::atomic::write_bytes_atomic(&run_dir.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    ethos_train::atomic::write_bytes_atomic(
+        &run_dir.join("metrics.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
     if cfg.train.save_per_sample_loss {
         let train_src = eval_source(&cfg.data, Arc::clone(train_ds), layout);
         let tr = trainer::evaluate(model, &train_src, loss, device, amp, agg, &progress)?;
         let mut rows = Vec::new();
         trainer::per_sample_rows("train", &tr, &cfg.data.classes, &mut rows);
         trainer::per_sample_rows("val", &val, &cfg.data.classes, &mut rows);
-        trainer::write_per_sample_csv(&run_dir.join("per_sample_loss.csv"), &cfg.data.classes, &rows)?;
+        trainer::write_per_sample_csv(
+            &run_dir.join("per_sample_loss.csv"),
+            &cfg.data.classes,
+            &rows,
+        )?;
     }
     Ok(())
 }

@@ -128,8 +128,8 @@ impl SynthSpec {
         }
         if self.width < 32
             || self.height < 32
-            || self.width % 2 != 0
-            || self.height % 2 != 0
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
             || self.width > 7680
             || self.height > 4320
         {
@@ -280,7 +280,7 @@ pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
             let index = v % spec.videos_per_camera;
             let look = CameraLook::random(&mut stream(spec.seed, camera as u64, 0, 2));
             let mut rng = stream(spec.seed, camera as u64, index as u64 + 1, 3);
-            let half = V2::new(rng.random_range(3.4..4.4), rng.random_range(2.1..2.8));
+            let half = V2::new(rng.random_range(3.0..3.8), rng.random_range(1.9..2.5));
             let cam = Camera::fit(
                 spec.width as usize,
                 spec.height as usize,

@@ -117,8 +117,8 @@ pub fn background(cam: &Camera, look: &CameraLook, half: V2, seed: u64) -> Backg
                 None => look.wall,
                 Some(p) if p.x.abs() < half.x && p.y.abs() < half.y => {
                     let n = 0.82
-                        + 0.3 * value_noise(p.mul(1.6), s32 ^ 1)
-                        + 0.08 * value_noise(p.mul(6.0), s32 ^ 2);
+                        + 0.3 * value_noise(p.scale(1.6), s32 ^ 1)
+                        + 0.08 * value_noise(p.scale(6.0), s32 ^ 2);
                     look.floor.map(|c| c * n)
                 }
                 Some(p) if p.x.abs() < half.x + fence && p.y.abs() < half.y + fence => {
@@ -132,7 +132,7 @@ pub fn background(cam: &Camera, look: &CameraLook, half: V2, seed: u64) -> Backg
                     look.rail.map(|c| c * n)
                 }
                 Some(p) => {
-                    let n = 0.8 + 0.25 * value_noise(p.mul(0.8), s32 ^ 4);
+                    let n = 0.8 + 0.25 * value_noise(p.scale(0.8), s32 ^ 4);
                     look.wall.map(|c| c * n)
                 }
             };
@@ -157,15 +157,15 @@ pub fn background(cam: &Camera, look: &CameraLook, half: V2, seed: u64) -> Backg
             rng.random_range(-half.y..half.y),
         );
         let d = V2::from_angle(rng.random_range(0.0..std::f32::consts::TAU))
-            .mul(rng.random_range(0.06..0.18));
-        let wdt = V2::new(-d.y, d.x).mul(rng.random_range(0.05..0.12));
+            .scale(rng.random_range(0.06..0.18));
+        let wdt = V2::new(-d.y, d.x).scale(rng.random_range(0.05..0.12));
         let shade = rng.random_range(0.75..1.15f32);
         let col = look.straw.map(|v| (v * shade).clamp(0.0, 255.0) as u8);
         let pts = [
-            c.add(d).add(wdt),
-            c.sub(d).add(wdt),
-            c.sub(d).sub(wdt),
-            c.add(d).sub(wdt),
+            c.plus(d).plus(wdt),
+            c.minus(d).plus(wdt),
+            c.minus(d).minus(wdt),
+            c.plus(d).minus(wdt),
         ];
         let poly: Vec<(f32, f32)> = pts.iter().map(|&p| cam.project(p)).collect();
         canvas.fill_polygon(&poly, Paint::Solid(col));

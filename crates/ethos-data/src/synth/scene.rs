@@ -26,16 +26,16 @@ impl V2 {
     pub fn from_angle(angle: f32) -> Self {
         Self::new(angle.cos(), angle.sin())
     }
-    /// Vector operation `add`.
-    pub fn add(self, o: V2) -> V2 {
+    /// Vector sum.
+    pub fn plus(self, o: V2) -> V2 {
         V2::new(self.x + o.x, self.y + o.y)
     }
-    /// Vector operation `sub`.
-    pub fn sub(self, o: V2) -> V2 {
+    /// Vector difference.
+    pub fn minus(self, o: V2) -> V2 {
         V2::new(self.x - o.x, self.y - o.y)
     }
-    /// Vector operation `mul`.
-    pub fn mul(self, k: f32) -> V2 {
+    /// Vector times a scalar.
+    pub fn scale(self, k: f32) -> V2 {
         V2::new(self.x * k, self.y * k)
     }
     /// Vector operation `dot`.
@@ -261,8 +261,8 @@ mod body {
     pub const B: f32 = 0.24; // half width
     pub const NECK: f32 = 0.42;
     pub const HEAD_OFF: f32 = 0.2;
-    pub const HEAD_A: f32 = 0.16;
-    pub const HEAD_B: f32 = 0.11;
+    pub const HEAD_A: f32 = 0.18;
+    pub const HEAD_B: f32 = 0.13;
     pub const MOUTH: f32 = 0.19;
     pub const REAR: f32 = 0.52;
     pub const TAIL: f32 = 0.38;
@@ -284,10 +284,10 @@ impl Anatomy {
     pub fn of(pose: &Pose, size: f32) -> Self {
         let d = V2::from_angle(pose.heading);
         let head_dir = V2::from_angle(pose.heading + pose.head_yaw);
-        let neck = pose.pos.add(d.mul(body::NECK * size));
-        let head_c = neck.add(head_dir.mul(body::HEAD_OFF * size + pose.head_ext));
-        let mouth = head_c.add(head_dir.mul(body::MOUTH * size));
-        let rear = pose.pos.sub(d.mul(body::REAR * size));
+        let neck = pose.pos.plus(d.scale(body::NECK * size));
+        let head_c = neck.plus(head_dir.scale(body::HEAD_OFF * size + pose.head_ext));
+        let mouth = head_c.plus(head_dir.scale(body::MOUTH * size));
+        let rear = pose.pos.minus(d.scale(body::REAR * size));
         let tail_dir = V2::from_angle(pose.heading + std::f32::consts::PI + pose.tail);
         Self {
             head_c,
@@ -300,27 +300,28 @@ impl Anatomy {
 
     fn ear_base(&self, side: f32, size: f32) -> V2 {
         self.head_c
-            .sub(self.head_dir.mul(0.04 * size))
-            .add(self.head_dir.perp().mul(side * 0.09 * size))
+            .minus(self.head_dir.scale(0.04 * size))
+            .plus(self.head_dir.perp().scale(side * 0.09 * size))
     }
 
     /// Direction an ear points (`side` = +1 left, -1 right in body terms).
     fn ear_dir(&self, side: f32, flick: f32) -> V2 {
-        let lat = self.head_dir.perp().mul(side);
-        let back = self.head_dir.mul(-0.35 + flick);
-        let v = lat.add(back);
-        v.mul(1.0 / v.len())
+        let lat = self.head_dir.perp().scale(side);
+        let back = self.head_dir.scale(-0.35 + flick);
+        let v = lat.plus(back);
+        v.scale(1.0 / v.len())
     }
 
     /// Contact point on the ear of `side` (its middle, where a sucker's mouth holds it).
     pub fn ear_point(&self, side: f32, size: f32, flick: f32) -> V2 {
         self.ear_base(side, size)
-            .add(self.ear_dir(side, flick).mul(0.1 * size))
+            .plus(self.ear_dir(side, flick).scale(0.1 * size))
     }
 
     /// Contact point on the tail.
     pub fn tail_point(&self, size: f32) -> V2 {
-        self.rear.add(self.tail_dir.mul(body::TAIL_CONTACT * size))
+        self.rear
+            .plus(self.tail_dir.scale(body::TAIL_CONTACT * size))
     }
 }
 
@@ -328,7 +329,8 @@ fn ellipse(c: V2, axis: V2, a: f32, b: f32, n: usize) -> impl Iterator<Item = V2
     let perp = axis.perp();
     (0..n).map(move |i| {
         let phi = std::f32::consts::TAU * i as f32 / n as f32;
-        c.add(axis.mul(a * phi.cos())).add(perp.mul(b * phi.sin()))
+        c.plus(axis.scale(a * phi.cos()))
+            .plus(perp.scale(b * phi.sin()))
     })
 }
 
@@ -341,7 +343,7 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
     // Shadow: the body ellipse shifted away from the (overhead) light.
     out.push((
         cam.polygon(ellipse(
-            pose.pos.add(V2::new(0.07, 0.09)),
+            pose.pos.plus(V2::new(0.07, 0.09)),
             d,
             body::A * k * 1.08,
             body::B * k * 1.15,
@@ -350,15 +352,15 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
         Paint::Darken(170),
     ));
     // Tail: a thin quad and a tuft.
-    let tl = an.tail_dir.perp().mul(0.022 * k);
-    let tail_end = an.rear.add(an.tail_dir.mul(body::TAIL * k));
+    let tl = an.tail_dir.perp().scale(0.022 * k);
+    let tail_end = an.rear.plus(an.tail_dir.scale(body::TAIL * k));
     out.push((
         cam.polygon(
             [
-                an.rear.add(tl),
-                tail_end.add(tl),
-                tail_end.sub(tl),
-                an.rear.sub(tl),
+                an.rear.plus(tl),
+                tail_end.plus(tl),
+                tail_end.minus(tl),
+                an.rear.minus(tl),
             ]
             .into_iter(),
         ),
@@ -375,23 +377,23 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
     for &(c, rx, ry, colour) in &look.patches {
         let centre = pose
             .pos
-            .add(d.mul(c.x * body::A * k))
-            .add(d.perp().mul(c.y * body::B * k));
+            .plus(d.scale(c.x * body::A * k))
+            .plus(d.perp().scale(c.y * body::B * k));
         out.push((
             cam.polygon(ellipse(centre, d, rx * k, ry * k, 10)),
             Paint::Solid(colour),
         ));
     }
     // Neck joins body and head.
-    let neck = pose.pos.add(d.mul(body::NECK * k));
-    let nl = an.head_dir.perp().mul(0.085 * k);
+    let neck = pose.pos.plus(d.scale(body::NECK * k));
+    let nl = an.head_dir.perp().scale(0.085 * k);
     out.push((
         cam.polygon(
             [
-                neck.add(nl),
-                an.head_c.add(nl),
-                an.head_c.sub(nl),
-                neck.sub(nl),
+                neck.plus(nl),
+                an.head_c.plus(nl),
+                an.head_c.minus(nl),
+                neck.minus(nl),
             ]
             .into_iter(),
         ),
@@ -404,7 +406,7 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
             -pose.ear_flick
         };
         let dir = an.ear_dir(side, flick);
-        let c = an.ear_base(side, k).add(dir.mul(0.09 * k));
+        let c = an.ear_base(side, k).plus(dir.scale(0.09 * k));
         out.push((
             cam.polygon(ellipse(c, dir, 0.1 * k, 0.042 * k, 10)),
             Paint::Solid(look.ear),
@@ -422,7 +424,7 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
     ));
     out.push((
         cam.polygon(ellipse(
-            an.head_c.add(an.head_dir.mul(0.12 * k)),
+            an.head_c.plus(an.head_dir.scale(0.12 * k)),
             an.head_dir,
             0.055 * k,
             0.07 * k,
@@ -551,7 +553,7 @@ pub fn simulate(rng: &mut ChaCha8Rng, looks: &[CalfLook], p: &SimParams) -> Vide
             Agent {
                 pose: Pose {
                     pos,
-                    heading: rng.random_range(-3.14..3.14),
+                    heading: rng.random_range(-std::f32::consts::PI..std::f32::consts::PI),
                     ..Pose::default()
                 },
                 v: 0.0,
@@ -560,7 +562,7 @@ pub fn simulate(rng: &mut ChaCha8Rng, looks: &[CalfLook], p: &SimParams) -> Vide
                 yaw_target: 0.0,
                 next_decision: rng.random_range(0.0..2.0),
                 cooldown_until: rng.random_range(0.0..3.0),
-                tail_phase: rng.random_range(0.0..6.28),
+                tail_phase: rng.random_range(0.0..std::f32::consts::TAU),
                 tail_rate: rng.random_range(0.3..1.1),
                 mode: Mode::Wander,
             }
@@ -668,7 +670,7 @@ fn contact(target: &Pose, look: &CalfLook, part: Part, side: f32, offset: f32) -
     let an = Anatomy::of(target, look.size);
     match part {
         Part::Ear => {
-            let lat = an.head_dir.perp().mul(side);
+            let lat = an.head_dir.perp().scale(side);
             let away = V2::from_angle(lat.angle() + offset);
             (an.ear_point(side, look.size, target.ear_flick), away)
         }
@@ -712,7 +714,7 @@ fn try_start(
         let lat = V2::from_angle(tp.heading).perp();
         let side = match part {
             Part::Ear => {
-                if sp.pos.sub(tp.pos).dot(lat) >= 0.0 {
+                if sp.pos.minus(tp.pos).dot(lat) >= 0.0 {
                     1.0
                 } else {
                     -1.0
@@ -727,8 +729,9 @@ fn try_start(
         };
         let (pt, away) = contact(tp, &looks[target], part, side, offset);
         let reach = mouth_reach(looks[sucker].size);
-        let final_pos = pt.add(away.mul(reach));
-        let final_tail = final_pos.sub(away.mul(-(body::REAR + body::TAIL) * looks[sucker].size));
+        let final_pos = pt.plus(away.scale(reach));
+        let final_tail =
+            final_pos.minus(away.scale(-(body::REAR + body::TAIL) * looks[sucker].size));
         if !inside(final_pos, p.half, WALL_MARGIN) || !inside(final_tail, p.half, 0.1) {
             continue;
         }
@@ -742,7 +745,7 @@ fn try_start(
             contact_frame: None,
             duration_frames: (rng.random_range(3.0..7.0f32) * p.fps).round() as usize,
             bob_freq: rng.random_range(1.6..2.6),
-            bob_phase: rng.random_range(0.0..6.28),
+            bob_phase: rng.random_range(0.0..std::f32::consts::TAU),
             done: false,
         });
     }
@@ -796,16 +799,16 @@ fn step_agent(
             // Heading: an Ornstein-Uhlenbeck turn rate (inertia), pushed back from walls and calves.
             a.omega += -a.omega * 1.5 * dt + gauss(rng) * 1.2 * dt.sqrt();
             let d = V2::from_angle(a.pose.heading);
-            let ahead = a.pose.pos.add(d.mul(0.9));
+            let ahead = a.pose.pos.plus(d.scale(0.9));
             let mut want_v = a.target_v;
             if !inside(ahead, p.half, WALL_MARGIN + 0.3) {
-                let to_centre = V2::new(0.0, 0.0).sub(a.pose.pos);
+                let to_centre = V2::new(0.0, 0.0).minus(a.pose.pos);
                 let diff = wrap_angle(to_centre.angle() - a.pose.heading);
                 a.omega = a.omega * 0.7 + 0.3 * 2.0 * diff;
                 want_v = want_v.min(0.15);
             }
             for o in &others {
-                let rel = o.sub(a.pose.pos);
+                let rel = o.minus(a.pose.pos);
                 let dist = rel.len();
                 if dist < 1.3 && rel.dot(d) > 0.3 * dist {
                     let cross = d.x * rel.y - d.y * rel.x;
@@ -854,13 +857,13 @@ fn step_agent(
             );
             let tpos = agents[e.target].pose.pos;
             let reach = mouth_reach(k);
-            let goal = pt.add(away.mul(reach));
+            let goal = pt.plus(away.scale(reach));
             let a = &mut agents[i];
             a.yaw_target = 0.0;
             let mut stage = stage;
             if stage == 0 {
                 // On the wrong side of the target: walk around it first.
-                let rel = a.pose.pos.sub(tpos);
+                let rel = a.pose.pos.minus(tpos);
                 if rel.dot(away) > 0.2 {
                     stage = 1;
                 } else {
@@ -869,27 +872,29 @@ fn step_agent(
                     } else {
                         -1.0
                     };
-                    let detour = tpos.add(away.perp().mul(side * 1.5 * k)).add(away.mul(0.4));
-                    steer(a, detour.sub(a.pose.pos).angle(), 0.45, dt);
-                    if detour.sub(a.pose.pos).len() < 0.3 {
+                    let detour = tpos
+                        .plus(away.perp().scale(side * 1.5 * k))
+                        .plus(away.scale(0.4));
+                    steer(a, detour.minus(a.pose.pos).angle(), 0.45, dt);
+                    if detour.minus(a.pose.pos).len() < 0.3 {
                         stage = 1;
                     }
                 }
             }
             if stage == 1 {
-                let way = goal.add(away.mul(0.7 * k));
-                steer(a, way.sub(a.pose.pos).angle(), 0.45, dt);
-                if way.sub(a.pose.pos).len() < 0.25 {
+                let way = goal.plus(away.scale(0.7 * k));
+                steer(a, way.minus(a.pose.pos).angle(), 0.45, dt);
+                if way.minus(a.pose.pos).len() < 0.25 {
                     stage = 2;
                 }
             }
             if stage == 2 {
-                let to = goal.sub(a.pose.pos);
+                let to = goal.minus(a.pose.pos);
                 let dist = to.len();
                 let dir = if dist > 0.15 {
                     to.angle()
                 } else {
-                    away.mul(-1.0).angle()
+                    away.scale(-1.0).angle()
                 };
                 steer(a, dir, (1.2 * dist).clamp(0.06, 0.3), dt);
                 if dist < 0.1 {
@@ -911,7 +916,7 @@ fn step_agent(
             let rhythm = 0.5 + 0.5 * (std::f32::consts::TAU * e.bob_freq * tt + e.bob_phase).sin();
             head_ext = 0.035 * k * rhythm;
             layer = Layer::Sucker;
-            let heading = away.mul(-1.0).angle();
+            let heading = away.scale(-1.0).angle();
             snap = Some((pt, heading, ev));
             let a = &mut agents[i];
             a.v = 0.0;
@@ -923,7 +928,7 @@ fn step_agent(
     let a = &mut agents[i];
     a.pose.heading = wrap_angle(a.pose.heading + a.omega * dt);
     let d = V2::from_angle(a.pose.heading);
-    a.pose.pos = a.pose.pos.add(d.mul(a.v * dt));
+    a.pose.pos = a.pose.pos.plus(d.scale(a.v * dt));
     a.pose.head_yaw += (a.yaw_target - a.pose.head_yaw).clamp(-1.2 * dt, 1.2 * dt);
     a.pose.head_ext = head_ext;
     a.pose.layer = layer;
@@ -937,9 +942,13 @@ fn step_agent(
         probe.pos = V2::default();
         probe.head_ext = 0.0;
         let mouth_off = Anatomy::of(&probe, k).mouth;
-        let want = pt.sub(mouth_off);
-        let step = if dh.abs() < 0.05 { 1.0 } else { blend };
-        a.pose.pos = a.pose.pos.add(want.sub(a.pose.pos).mul(step));
+        let want = pt.minus(mouth_off);
+        let step = if dh.abs() < 0.05 || active[ev].contact_frame.is_some() {
+            1.0
+        } else {
+            blend
+        };
+        a.pose.pos = a.pose.pos.plus(want.minus(a.pose.pos).scale(step));
         if step == 1.0 && active[ev].contact_frame.is_none() {
             active[ev].contact_frame = Some(frame);
         }

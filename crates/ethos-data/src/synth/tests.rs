@@ -119,8 +119,8 @@ fn sucker_mouth_touches_the_labelled_part_during_events() {
                 let mouth = scene::Anatomy::of(s, ks).mouth;
                 let an = scene::Anatomy::of(t, kt);
                 let ear =
-                    [-1.0, 1.0].map(|side| an.ear_point(side, kt, t.ear_flick).sub(mouth).len());
-                let tail = an.tail_point(kt).sub(mouth).len();
+                    [-1.0, 1.0].map(|side| an.ear_point(side, kt, t.ear_flick).minus(mouth).len());
+                let tail = an.tail_point(kt).minus(mouth).len();
                 let near_ear = ear[0].min(ear[1]);
                 match ev.part {
                     Part::Ear => {
@@ -147,6 +147,13 @@ fn config_yaml_names_the_written_files() {
         Some("splits/test_ood.csv")
     );
     assert_eq!(v["model"]["preset"].as_str(), Some("mvit_demo"));
+    // The sections parse (unknown keys are errors there) and validate.
+    let data: crate::config::DataConfig = serde_norway::from_value(v["data"].clone()).unwrap();
+    data.validate().unwrap();
+    assert_eq!(data.classes, CLASSES.map(String::from).to_vec());
+    let aug: crate::config::AugmentationConfig =
+        serde_norway::from_value(v["augmentation"].clone()).unwrap();
+    aug.validate().unwrap();
 }
 
 #[test]
@@ -169,36 +176,4 @@ fn bad_settings_name_the_option() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("--imbalance"), "{err}");
-}
-
-/// Writes PNG frames of a default-size dataset for eyeballing: `ETHOS_SYNTH_PNG=/dir cargo test ... -- --ignored`.
-#[test]
-#[ignore]
-fn dump_png_frames() {
-    let Ok(dir) = std::env::var("ETHOS_SYNTH_PNG") else {
-        return;
-    };
-    let p = plan(&SynthSpec {
-        events: 30,
-        minutes: 1.0,
-        ..SynthSpec::default()
-    })
-    .unwrap();
-    for v in &p.videos {
-        let bg = v.background();
-        let mut out = vec![0u8; v.cam.width * v.cam.height * 3];
-        for ev in v.sim.events.iter().take(2) {
-            let f = (ev.start_frame + ev.end_frame) / 2;
-            v.render_frame(&bg, f, &mut out);
-            let name = format!("{dir}/{}_f{f}_{:?}.png", v.file_name, ev.part);
-            image::save_buffer(
-                &name,
-                &out,
-                v.cam.width as u32,
-                v.cam.height as u32,
-                image::ExtendedColorType::Rgb8,
-            )
-            .unwrap();
-        }
-    }
 }

@@ -42,26 +42,48 @@ pub fn random_resized_crop_params(
         if 0 < w && w <= width && 0 < h && h <= height {
             let top = rng.random_range(0..=height - h);
             let left = rng.random_range(0..=width - w);
-            return CropBox { top, left, height: h, width: w };
+            return CropBox {
+                top,
+                left,
+                height: h,
+                width: w,
+            };
         }
     }
     let in_ratio = width as f64 / height as f64;
     let (h, w) = if in_ratio < ratio[0] {
         ((width as f64 / ratio[0]).round_ties_even() as usize, width)
     } else if in_ratio > ratio[1] {
-        (height, (height as f64 * ratio[1]).round_ties_even() as usize)
+        (
+            height,
+            (height as f64 * ratio[1]).round_ties_even() as usize,
+        )
     } else {
         (height, width)
     };
-    CropBox { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
+    CropBox {
+        top: (height - h) / 2,
+        left: (width - w) / 2,
+        height: h,
+        width: w,
+    }
 }
 
 /// torchvision `CenterCrop` box of `out_h` x `out_w` in a `height` x `width` frame (rounded offsets).
 /// The output must not be larger than the frame.
 pub fn center_crop_box(height: usize, width: usize, out_h: usize, out_w: usize) -> CropBox {
-    let top = ((height as f64 - out_h as f64) / 2.0).round_ties_even().max(0.0) as usize;
-    let left = ((width as f64 - out_w as f64) / 2.0).round_ties_even().max(0.0) as usize;
-    CropBox { top, left, height: out_h.min(height), width: out_w.min(width) }
+    let top = ((height as f64 - out_h as f64) / 2.0)
+        .round_ties_even()
+        .max(0.0) as usize;
+    let left = ((width as f64 - out_w as f64) / 2.0)
+        .round_ties_even()
+        .max(0.0) as usize;
+    CropBox {
+        top,
+        left,
+        height: out_h.min(height),
+        width: out_w.min(width),
+    }
 }
 
 /// torchvision `Resize(size)` output for a `height` x `width` frame: short side `short`, long side
@@ -76,7 +98,13 @@ pub fn short_side_size(height: usize, width: usize, short: usize) -> (usize, usi
 
 /// Crops `crop` out of every frame and resizes it to `out_h` x `out_w` (bilinear with antialias
 /// when shrinking, as PIL and torchvision `antialias=True` do).
-pub fn resized_crop(resizer: &mut Resizer, clip: &Clip, crop: CropBox, out_h: usize, out_w: usize) -> Clip {
+pub fn resized_crop(
+    resizer: &mut Resizer,
+    clip: &Clip,
+    crop: CropBox,
+    out_h: usize,
+    out_w: usize,
+) -> Clip {
     let mut out = Clip::zeros(clip.frames, out_h, out_w);
     if crop.height == out_h && crop.width == out_w {
         // A pure crop needs no resampling (and must be exact).
@@ -87,12 +115,27 @@ pub fn resized_crop(resizer: &mut Resizer, clip: &Clip, crop: CropBox, out_h: us
     }
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(crop.left as f64, crop.top as f64, crop.width as f64, crop.height as f64);
+        .crop(
+            crop.left as f64,
+            crop.top as f64,
+            crop.width as f64,
+            crop.height as f64,
+        );
     for t in 0..clip.frames {
-        let src = ImageRef::new(clip.width as u32, clip.height as u32, clip.frame(t), PixelType::U8x3)
-            .expect("a Clip frame has exactly H*W*3 bytes");
-        let mut dst = Image::from_slice_u8(out_w as u32, out_h as u32, out.frame_mut(t), PixelType::U8x3)
-            .expect("output frame has exactly H*W*3 bytes");
+        let src = ImageRef::new(
+            clip.width as u32,
+            clip.height as u32,
+            clip.frame(t),
+            PixelType::U8x3,
+        )
+        .expect("a Clip frame has exactly H*W*3 bytes");
+        let mut dst = Image::from_slice_u8(
+            out_w as u32,
+            out_h as u32,
+            out.frame_mut(t),
+            PixelType::U8x3,
+        )
+        .expect("output frame has exactly H*W*3 bytes");
         resizer
             .resize(&src, &mut dst, &options)
             .expect("crop box lies inside the frame and pixel types match");
@@ -103,7 +146,12 @@ pub fn resized_crop(resizer: &mut Resizer, clip: &Clip, crop: CropBox, out_h: us
 /// Resizes every frame so that its short side is `short` (torchvision `Resize(short)`).
 pub fn resize_short_side(resizer: &mut Resizer, clip: &Clip, short: usize) -> Clip {
     let (h, w) = short_side_size(clip.height, clip.width, short);
-    let full = CropBox { top: 0, left: 0, height: clip.height, width: clip.width };
+    let full = CropBox {
+        top: 0,
+        left: 0,
+        height: clip.height,
+        width: clip.width,
+    };
     resized_crop(resizer, clip, full, h, w)
 }
 
@@ -176,7 +224,12 @@ mod tests {
     #[test]
     fn crop_box_maps_where_it_should() {
         let clip = coordinate_clip(2, 20, 30);
-        let b = CropBox { top: 3, left: 7, height: 10, width: 12 };
+        let b = CropBox {
+            top: 3,
+            left: 7,
+            height: 10,
+            width: 12,
+        };
         let mut resizer = Resizer::new();
         for out in [crop(&clip, b), resized_crop(&mut resizer, &clip, b, 10, 12)] {
             assert_eq!(out.shape(), [2, 10, 12, 3]);
@@ -184,7 +237,10 @@ mod tests {
                 for y in 0..10 {
                     for x in 0..12 {
                         let i = ((f * 10 + y) * 12 + x) * 3;
-                        assert_eq!(&out.data[i..i + 3], &[(x + 7) as u8, (y + 3) as u8, f as u8]);
+                        assert_eq!(
+                            &out.data[i..i + 3],
+                            &[(x + 7) as u8, (y + 3) as u8, f as u8]
+                        );
                     }
                 }
             }
@@ -196,8 +252,16 @@ mod tests {
             for x in 0..6 {
                 let i = (y * 6 + x) * 3;
                 let (sx, sy) = (7.0 + 2.0 * x as f64 + 0.5, 3.0 + 2.0 * y as f64 + 0.5);
-                assert!((out.data[i] as f64 - sx).abs() <= 1.0, "x at ({y},{x}) = {}", out.data[i]);
-                assert!((out.data[i + 1] as f64 - sy).abs() <= 1.0, "y at ({y},{x}) = {}", out.data[i + 1]);
+                assert!(
+                    (out.data[i] as f64 - sx).abs() <= 1.0,
+                    "x at ({y},{x}) = {}",
+                    out.data[i]
+                );
+                assert!(
+                    (out.data[i + 1] as f64 - sy).abs() <= 1.0,
+                    "y at ({y},{x}) = {}",
+                    out.data[i + 1]
+                );
             }
         }
     }
@@ -215,8 +279,24 @@ mod tests {
         }
         // Impossible scale: falls back to the centred crop with the ratio clamped.
         let b = random_resized_crop_params(&mut rng, 100, 400, [1.0, 1.0], [0.75, 4.0 / 3.0]);
-        assert_eq!(b, CropBox { top: 0, left: 133, height: 100, width: 133 });
-        assert_eq!(center_crop_box(256, 341, 224, 224), CropBox { top: 16, left: 58, height: 224, width: 224 });
+        assert_eq!(
+            b,
+            CropBox {
+                top: 0,
+                left: 133,
+                height: 100,
+                width: 133
+            }
+        );
+        assert_eq!(
+            center_crop_box(256, 341, 224, 224),
+            CropBox {
+                top: 16,
+                left: 58,
+                height: 224,
+                width: 224
+            }
+        );
         assert_eq!(short_side_size(480, 640, 224), (224, 298));
         assert_eq!(short_side_size(640, 480, 224), (298, 224));
     }

@@ -40,13 +40,26 @@ pub struct ClipTransform {
 
 impl ClipTransform {
     /// Training transform with the given augmentation settings; output `input_size` squared.
-    pub fn train(aug: &AugmentationConfig, input_size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
-        Self { augmentation: Some(aug.clone()), input_size, normalizer: Normalizer::new(mean, std) }
+    pub fn train(
+        aug: &AugmentationConfig,
+        input_size: usize,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Self {
+        Self {
+            augmentation: Some(aug.clone()),
+            input_size,
+            normalizer: Normalizer::new(mean, std),
+        }
     }
 
     /// Evaluation transform: resize short side to `input_size`, centre crop, normalise.
     pub fn eval(input_size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
-        Self { augmentation: None, input_size, normalizer: Normalizer::new(mean, std) }
+        Self {
+            augmentation: None,
+            input_size,
+            normalizer: Normalizer::new(mean, std),
+        }
     }
 
     /// Output side in pixels.
@@ -71,16 +84,31 @@ impl ClipTransform {
 
     /// Draws the clip's parameters for an input of `height` x `width`, in a fixed order:
     /// crop (if enabled), flip (one draw), augmentation (three draws, if enabled). Eval draws nothing.
-    pub fn sample_params(&self, rng: &mut impl Rng, height: usize, width: usize) -> TransformParams {
+    pub fn sample_params(
+        &self,
+        rng: &mut impl Rng,
+        height: usize,
+        width: usize,
+    ) -> TransformParams {
         let Some(aug) = &self.augmentation else {
-            return TransformParams { crop: None, flip: false, augment: None };
+            return TransformParams {
+                crop: None,
+                flip: false,
+                augment: None,
+            };
         };
-        let crop = aug
-            .random_resized_crop
-            .then(|| geometry::random_resized_crop_params(rng, height, width, aug.rrc_scale, aug.rrc_ratio));
+        let crop = aug.random_resized_crop.then(|| {
+            geometry::random_resized_crop_params(rng, height, width, aug.rrc_scale, aug.rrc_ratio)
+        });
         let flip = rng.random_bool(aug.hflip_prob);
-        let augment = aug.trivial_augment.then(|| trivial_augment::sample_params(rng));
-        TransformParams { crop, flip, augment }
+        let augment = aug
+            .trivial_augment
+            .then(|| trivial_augment::sample_params(rng));
+        TransformParams {
+            crop,
+            flip,
+            augment,
+        }
     }
 
     /// Applies `params` to a uint8 clip, giving an `input_size` x `input_size` uint8 clip.
@@ -125,7 +153,12 @@ mod tests {
         for (i, v) in frame.iter_mut().enumerate() {
             *v = ((i * 7919) % 251) as u8;
         }
-        let clip = Clip { frames: 3, height: 40, width: 60, data: frame.repeat(3) };
+        let clip = Clip {
+            frames: 3,
+            height: 40,
+            width: 60,
+            data: frame.repeat(3),
+        };
         let tr = ClipTransform::train(&AugmentationConfig::default(), 32, [0.45; 3], [0.225; 3]);
         let mut resizer = Resizer::new();
         for seed in 0..50 {
@@ -138,7 +171,14 @@ mod tests {
         }
         let ev = ClipTransform::eval(32, [0.45; 3], [0.225; 3]);
         let p = ev.sample_params(&mut rand_chacha::ChaCha12Rng::seed_from_u64(0), 40, 60);
-        assert_eq!(p, TransformParams { crop: None, flip: false, augment: None });
+        assert_eq!(
+            p,
+            TransformParams {
+                crop: None,
+                flip: false,
+                augment: None
+            }
+        );
         assert_eq!(ev.apply(&mut resizer, &clip, &p).shape(), [3, 32, 32, 3]);
     }
 }

@@ -47,7 +47,11 @@ impl Normalizer {
     /// Writes one clip as float32 into `out` (`C*T*H*W` values) in `layout` order without the batch axis.
     pub fn write(&self, clip: &Clip, layout: Layout, out: &mut [f32]) {
         let (t_len, plane) = (clip.frames, clip.height * clip.width);
-        assert_eq!(out.len(), 3 * t_len * plane, "output slice has C*T*H*W values");
+        assert_eq!(
+            out.len(),
+            3 * t_len * plane,
+            "output slice has C*T*H*W values"
+        );
         for t in 0..t_len {
             let frame = clip.frame(t);
             for c in 0..3 {
@@ -56,7 +60,10 @@ impl Normalizer {
                     Layout::Btchw => (t * 3 + c) * plane,
                 };
                 let lut = &self.lut[c];
-                for (dst, px) in out[base..base + plane].iter_mut().zip(frame.chunks_exact(3)) {
+                for (dst, px) in out[base..base + plane]
+                    .iter_mut()
+                    .zip(frame.chunks_exact(3))
+                {
                     *dst = lut[px[c] as usize];
                 }
             }
@@ -65,7 +72,14 @@ impl Normalizer {
 
     /// Inverse of [`Normalizer::write`] for one clip: float32 back to rounded, clamped uint8
     /// (for contact sheets of what the model sees).
-    pub fn denormalize(&self, values: &[f32], layout: Layout, frames: usize, height: usize, width: usize) -> Clip {
+    pub fn denormalize(
+        &self,
+        values: &[f32],
+        layout: Layout,
+        frames: usize,
+        height: usize,
+        width: usize,
+    ) -> Clip {
         let mut clip = Clip::zeros(frames, height, width);
         let plane = height * width;
         for t in 0..frames {
@@ -76,7 +90,9 @@ impl Normalizer {
                     Layout::Btchw => (t * 3 + c) * plane,
                 };
                 for (px, &v) in frame.chunks_exact_mut(3).zip(&values[base..base + plane]) {
-                    px[c] = ((v * self.std[c] + self.mean[c]) * 255.0).round().clamp(0.0, 255.0) as u8;
+                    px[c] = ((v * self.std[c] + self.mean[c]) * 255.0)
+                        .round()
+                        .clamp(0.0, 255.0) as u8;
                 }
             }
         }

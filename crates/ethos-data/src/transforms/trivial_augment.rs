@@ -68,13 +68,48 @@ pub const NUM_BINS: usize = 31;
 // PyTorch's CPU kernel produces them. They differ from the exact values by an ulp in places, which
 // matters: `int(15.999999)` is a 15-pixel translation in torchvision, not 16.
 const LINSPACE_0_99: [f32; NUM_BINS] = [
-    0.0, 0.033, 0.066, 0.099, 0.132, 0.16499999, 0.198, 0.231, 0.264, 0.297, 0.32999998, 0.363, 0.396, 0.429, 0.462, 0.495, 0.528, 0.561, 0.594, 0.62700003, 0.66, 0.693, 0.726, 0.759, 0.792, 0.825, 0.85800004, 0.89100003, 0.924, 0.957, 0.99,
+    0.0, 0.033, 0.066, 0.099, 0.132, 0.16499999, 0.198, 0.231, 0.264, 0.297, 0.32999998, 0.363,
+    0.396, 0.429, 0.462, 0.495, 0.528, 0.561, 0.594, 0.62700003, 0.66, 0.693, 0.726, 0.759, 0.792,
+    0.825, 0.85800004, 0.89100003, 0.924, 0.957, 0.99,
 ];
 const LINSPACE_32: [f32; NUM_BINS] = [
-    0.0, 1.0666667, 2.1333334, 3.2000003, 4.266667, 5.3333335, 6.4000006, 7.466667, 8.533334, 9.6, 10.666667, 11.733334, 12.800001, 13.866668, 14.933334, 15.999999, 17.066666, 18.133333, 19.199999, 20.266666, 21.333332, 22.4, 23.466667, 24.533333, 25.6, 26.666666, 27.733334, 28.8, 29.866667, 30.933332, 32.0,
+    0.0, 1.0666667, 2.1333334, 3.2000003, 4.266667, 5.3333335, 6.4000006, 7.466667, 8.533334, 9.6,
+    10.666667, 11.733334, 12.800001, 13.866668, 14.933334, 15.999999, 17.066666, 18.133333,
+    19.199999, 20.266666, 21.333332, 22.4, 23.466667, 24.533333, 25.6, 26.666666, 27.733334, 28.8,
+    29.866667, 30.933332, 32.0,
 ];
 const LINSPACE_1_0: [f32; NUM_BINS] = [
-    1.0, 0.96666664, 0.93333334, 0.9, 0.8666667, 0.8333333, 0.8, 0.76666665, 0.73333335, 0.7, 0.6666666, 0.6333333, 0.59999996, 0.56666666, 0.5333333, 0.5, 0.4666667, 0.43333337, 0.40000004, 0.36666667, 0.33333334, 0.3, 0.26666668, 0.23333335, 0.20000002, 0.16666667, 0.13333334, 0.10000001, 0.06666667, 0.033333335, 0.0,
+    1.0,
+    0.96666664,
+    0.93333334,
+    0.9,
+    0.8666667,
+    0.8333333,
+    0.8,
+    0.76666665,
+    0.73333335,
+    0.7,
+    0.6666666,
+    0.6333333,
+    0.59999996,
+    0.56666666,
+    0.5333333,
+    0.5,
+    0.4666667,
+    0.43333337,
+    0.40000004,
+    0.36666667,
+    0.33333334,
+    0.3,
+    0.26666668,
+    0.23333335,
+    0.20000002,
+    0.16666667,
+    0.13333334,
+    0.10000001,
+    0.06666667,
+    0.033333335,
+    0.0,
 ];
 
 /// One drawn augmentation: the op and its signed magnitude (torchvision's `magnitude` argument).
@@ -103,7 +138,18 @@ pub fn magnitude(op: AugmentOp, bin: usize) -> f64 {
 
 fn is_signed(op: AugmentOp) -> bool {
     use AugmentOp::*;
-    matches!(op, ShearX | ShearY | TranslateX | TranslateY | Rotate | Brightness | Color | Contrast | Sharpness)
+    matches!(
+        op,
+        ShearX
+            | ShearY
+            | TranslateX
+            | TranslateY
+            | Rotate
+            | Brightness
+            | Color
+            | Contrast
+            | Sharpness
+    )
 }
 
 /// Draws one TrivialAugmentWide setting. Always three draws, in order: op, bin, sign, so the
@@ -134,12 +180,22 @@ pub fn apply(clip: &mut Clip, params: AugmentParams) {
             Identity => {}
             ShearX => {
                 let s = m.atan().to_degrees();
-                let matrix = inverse_affine([-(w as f64) * 0.5, -(h as f64) * 0.5], 0.0, [0.0, 0.0], [s, 0.0]);
+                let matrix = inverse_affine(
+                    [-(w as f64) * 0.5, -(h as f64) * 0.5],
+                    0.0,
+                    [0.0, 0.0],
+                    [s, 0.0],
+                );
                 affine_nearest(frame, &mut scratch, h, w, matrix);
             }
             ShearY => {
                 let s = m.atan().to_degrees();
-                let matrix = inverse_affine([-(w as f64) * 0.5, -(h as f64) * 0.5], 0.0, [0.0, 0.0], [0.0, s]);
+                let matrix = inverse_affine(
+                    [-(w as f64) * 0.5, -(h as f64) * 0.5],
+                    0.0,
+                    [0.0, 0.0],
+                    [0.0, s],
+                );
                 affine_nearest(frame, &mut scratch, h, w, matrix);
             }
             TranslateX => {
@@ -158,12 +214,14 @@ pub fn apply(clip: &mut Clip, params: AugmentParams) {
                 }
             }
             Color => {
+                // torchvision `_blend`: image * ratio, then `add_(grey, alpha=1 - ratio)`, which the
+                // vectorised kernel computes as one fused multiply-add.
                 let ratio = (1.0 + m) as f32;
-                let other = (1.0 - (1.0 + m)) as f32;
+                let alpha = (1.0 - (1.0 + m)) as f32;
                 for px in frame.chunks_exact_mut(3) {
-                    let grey = grey_floor(px) * other;
+                    let grey = grey_floor(px);
                     for v in px.iter_mut() {
-                        *v = to_u8(*v as f32 * ratio + grey);
+                        *v = to_u8(grey.mul_add(alpha, *v as f32 * ratio));
                     }
                 }
             }
@@ -171,9 +229,9 @@ pub fn apply(clip: &mut Clip, params: AugmentParams) {
                 let sum: f64 = frame.chunks_exact(3).map(|px| grey_floor(px) as f64).sum();
                 let mean = (sum / (h * w) as f64) as f32;
                 let ratio = (1.0 + m) as f32;
-                let grey = mean * (1.0 - (1.0 + m)) as f32;
+                let alpha = (1.0 - (1.0 + m)) as f32;
                 for v in frame.iter_mut() {
-                    *v = to_u8(*v as f32 * ratio + grey);
+                    *v = to_u8(mean.mul_add(alpha, *v as f32 * ratio));
                 }
             }
             Sharpness => sharpness(frame, &mut scratch, h, w, 1.0 + m),
@@ -213,7 +271,12 @@ fn grey_floor(px: &[u8]) -> f32 {
 
 /// torchvision `_get_inverse_affine_matrix(center, angle, translate, scale=1, shear)`: the 2x3
 /// matrix mapping output coordinates (relative to the image centre) to input coordinates.
-fn inverse_affine(center: [f64; 2], angle_deg: f64, translate: [f64; 2], shear_deg: [f64; 2]) -> [f64; 6] {
+fn inverse_affine(
+    center: [f64; 2],
+    angle_deg: f64,
+    translate: [f64; 2],
+    shear_deg: [f64; 2],
+) -> [f64; 6] {
     let rot = angle_deg.to_radians();
     let sx = shear_deg[0].to_radians();
     let sy = shear_deg[1].to_radians();
@@ -246,8 +309,8 @@ fn affine_nearest(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, matr
             let bx = ox as f32 + 0.5 - hw;
             let gx = bx * x0 + by * x1 + x2;
             let gy = bx * y0 + by * y1 + y2;
-            let ix = (((gx + 1.0) * wf - 1.0) / 2.0).round_ties_even();
-            let iy = (((gy + 1.0) * hf - 1.0) / 2.0).round_ties_even();
+            let ix = rint(((gx + 1.0) * wf - 1.0) / 2.0);
+            let iy = rint(((gy + 1.0) * hf - 1.0) / 2.0);
             let o = (oy * w + ox) * 3;
             if ix >= 0.0 && iy >= 0.0 && ix < wf && iy < hf {
                 let i = (iy as usize * w + ix as usize) * 3;
@@ -260,15 +323,28 @@ fn affine_nearest(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, matr
     frame.copy_from_slice(scratch);
 }
 
+/// Round half to even (`nearbyint`, as grid_sample's nearest mode) without a libm call: adding
+/// and subtracting 1.5 * 2^23 rounds in the FPU's default mode for |v| < 2^22; larger values
+/// are far outside any frame and only need to stay out of range.
+#[inline]
+fn rint(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if v.abs() < 4_194_304.0 {
+        (v + MAGIC) - MAGIC
+    } else {
+        v
+    }
+}
+
 /// torchvision `rotate(angle)` without expand: exact transposes for multiples of 90 degrees where
 /// torchvision takes them, otherwise the affine warp with the negated angle.
 fn rotate(frame: &mut [u8], scratch: &mut [u8], h: usize, w: usize, angle: f64) {
     let angle = angle.rem_euclid(360.0);
     let quarter_turns = match angle {
-        a if a == 0.0 => return,
-        a if a == 180.0 => 2,
-        a if a == 90.0 && h == w => 1,
-        a if a == 270.0 && h == w => 3,
+        0.0 => return,
+        180.0 => 2,
+        90.0 if h == w => 1,
+        270.0 if h == w => 3,
         _ => {
             let matrix = inverse_affine([0.0, 0.0], -angle, [0.0, 0.0], [0.0, 0.0]);
             return affine_nearest(frame, scratch, h, w, matrix);
@@ -368,7 +444,12 @@ mod tests {
     /// A 1-frame clip from rows of RGB pixels.
     fn clip_of(h: usize, w: usize, pixels: &[[u8; 3]]) -> Clip {
         assert_eq!(pixels.len(), h * w);
-        Clip { frames: 1, height: h, width: w, data: pixels.iter().flatten().copied().collect() }
+        Clip {
+            frames: 1,
+            height: h,
+            width: w,
+            data: pixels.iter().flatten().copied().collect(),
+        }
     }
 
     /// A 4x4 grey-level ramp (v, v, v) with v = 10 * (4y + x) + 20: 20..170.
@@ -385,7 +466,12 @@ mod tests {
         let mut out = clip.clone();
         apply(&mut out, AugmentParams { op, magnitude });
         // Two frames with the same content stay identical (one parameter set per clip).
-        let mut two = Clip { frames: 2, height: clip.height, width: clip.width, data: clip.data.repeat(2) };
+        let mut two = Clip {
+            frames: 2,
+            height: clip.height,
+            width: clip.width,
+            data: clip.data.repeat(2),
+        };
         apply(&mut two, AugmentParams { op, magnitude });
         assert_eq!(two.frame(0), two.frame(1));
         assert_eq!(two.frame(0), out.frame(0));
@@ -398,7 +484,9 @@ mod tests {
         assert_eq!(magnitude(AugmentOp::TranslateX, 15) as i64, 15); // torch gives 15.999999
         assert_eq!(magnitude(AugmentOp::TranslateX, 30), 32.0);
         assert_eq!(magnitude(AugmentOp::Rotate, 20), 90.0);
-        let bits: Vec<i64> = (0..31).map(|b| magnitude(AugmentOp::Posterize, b) as i64).collect();
+        let bits: Vec<i64> = (0..31)
+            .map(|b| magnitude(AugmentOp::Posterize, b) as i64)
+            .collect();
         assert_eq!(&bits[..9], &[8, 8, 8, 7, 7, 7, 7, 7, 6]);
         assert_eq!(bits[30], 2);
         assert_eq!(magnitude(AugmentOp::Solarize, 0), 1.0);
@@ -432,10 +520,18 @@ mod tests {
         let c = ramp();
         // TranslateX by int(2.13) = 2: output x reads input x - 2.
         let out = grey(&run(AugmentOp::TranslateX, 2.1333334, &c));
-        assert_eq!(out, vec![0, 0, 20, 30, 0, 0, 60, 70, 0, 0, 100, 110, 0, 0, 140, 150]);
+        assert_eq!(
+            out,
+            vec![0, 0, 20, 30, 0, 0, 60, 70, 0, 0, 100, 110, 0, 0, 140, 150]
+        );
         // Negative: int(-1.07) = -1 moves content up by one row.
         let out = grey(&run(AugmentOp::TranslateY, -1.0666667, &c));
-        assert_eq!(out, vec![60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 0, 0, 0, 0]);
+        assert_eq!(
+            out,
+            vec![
+                60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 0, 0, 0, 0
+            ]
+        );
     }
 
     #[test]
@@ -445,10 +541,20 @@ mod tests {
         // x_in = x_out + m * y_out (pixel centres, y = row + 0.5): row shifts 0.25, 0.75, 1.25, 1.75
         // round (half to even on the source index) to 0, 1, 1, 2; zero fill on the right.
         let out = grey(&run(AugmentOp::ShearX, 0.5, &c));
-        assert_eq!(out, vec![20, 30, 40, 50, 70, 80, 90, 0, 110, 120, 130, 0, 160, 170, 0, 0]);
+        assert_eq!(
+            out,
+            vec![
+                20, 30, 40, 50, 70, 80, 90, 0, 110, 120, 130, 0, 160, 170, 0, 0
+            ]
+        );
         // ShearY: y_in = y_out + m * x_out, column shifts 0, 1, 1, 2.
         let out = grey(&run(AugmentOp::ShearY, 0.5, &c));
-        assert_eq!(out, vec![20, 70, 80, 130, 60, 110, 120, 170, 100, 150, 160, 0, 140, 0, 0, 0]);
+        assert_eq!(
+            out,
+            vec![
+                20, 70, 80, 130, 60, 110, 120, 170, 100, 150, 160, 0, 140, 0, 0, 0
+            ]
+        );
     }
 
     #[test]
@@ -462,7 +568,12 @@ mod tests {
         assert_eq!(&out[..4], &[140, 100, 60, 20]);
         // 45 degrees on a 4x4: corners fall outside (zero fill), the centre 2x2 stays inside.
         let out = grey(&run(AugmentOp::Rotate, 45.0, &c));
-        assert_eq!(out, vec![0, 40, 90, 0, 30, 80, 120, 130, 60, 110, 120, 160, 0, 100, 150, 0]);
+        assert_eq!(
+            out,
+            vec![
+                0, 40, 90, 0, 30, 80, 120, 130, 60, 110, 120, 160, 0, 100, 150, 0
+            ]
+        );
         // A non-square frame at 90 degrees uses the affine warp; the centre row/col stays in place.
         let px: Vec<[u8; 3]> = (0..6).map(|i| [(i * 10 + 10) as u8; 3]).collect();
         let r = grey(&run(AugmentOp::Rotate, 180.0, &clip_of(2, 3, &px)));
@@ -473,7 +584,10 @@ mod tests {
     fn colour_ops_match_their_definitions() {
         let c = clip_of(1, 3, &[[100, 50, 200], [0, 255, 10], [30, 30, 30]]);
         // Brightness 1 + 0.5: 100*1.5=150, 50*1.5=75, 200*1.5=300->255; 255*1.5->255; 10*1.5=15, 30*1.5=45.
-        assert_eq!(run(AugmentOp::Brightness, 0.5, &c).data, vec![150, 75, 255, 0, 255, 15, 45, 45, 45]);
+        assert_eq!(
+            run(AugmentOp::Brightness, 0.5, &c).data,
+            vec![150, 75, 255, 0, 255, 15, 45, 45, 45]
+        );
         // Color factor 0.5: grey = floor(.2989*100+.587*50+.114*200) = floor(82.04) = 82;
         // 0.5*v + 0.5*82 -> 91, 66, 141.  Pixel 2: grey floor(150.82)=150 -> 75, 202(.5), 80.
         let out = run(AugmentOp::Color, -0.5, &c).data;
@@ -483,16 +597,28 @@ mod tests {
         let out = run(AugmentOp::Contrast, 1.0, &c).data;
         assert_eq!(out, vec![113, 13, 255, 0, 255, 0, 0, 0, 0]);
         // Posterize 3 bits: mask 0b1110_0000.
-        assert_eq!(run(AugmentOp::Posterize, 3.0, &c).data, vec![96, 32, 192, 0, 224, 0, 0, 0, 0]);
+        assert_eq!(
+            run(AugmentOp::Posterize, 3.0, &c).data,
+            vec![96, 32, 192, 0, 224, 0, 0, 0, 0]
+        );
         // Solarize at 255 * 0.5 = 127.5: values >= 127.5 are inverted.
-        assert_eq!(run(AugmentOp::Solarize, 0.5, &c).data, vec![100, 50, 55, 0, 0, 10, 30, 30, 30]);
+        assert_eq!(
+            run(AugmentOp::Solarize, 0.5, &c).data,
+            vec![100, 50, 55, 0, 0, 10, 30, 30, 30]
+        );
     }
 
     #[test]
     fn solarize_threshold_one_inverts_only_255() {
         let c = clip_of(1, 2, &[[255, 254, 0], [128, 127, 1]]);
-        assert_eq!(run(AugmentOp::Solarize, 1.0, &c).data, vec![0, 254, 0, 128, 127, 1]);
-        assert_eq!(run(AugmentOp::Solarize, 0.0, &c).data, vec![0, 1, 255, 127, 128, 254]);
+        assert_eq!(
+            run(AugmentOp::Solarize, 1.0, &c).data,
+            vec![0, 254, 0, 128, 127, 1]
+        );
+        assert_eq!(
+            run(AugmentOp::Solarize, 0.0, &c).data,
+            vec![0, 1, 255, 127, 128, 254]
+        );
     }
 
     #[test]
@@ -514,7 +640,10 @@ mod tests {
         let c = clip_of(1, 3, &[[50, 7, 0], [100, 7, 128], [150, 7, 255]]);
         // Red 100: (100-50)/(100/255) = 127.5 -> 127. Red 150: 100 / (100 * f32(1/255)) is
         // 254.99998 in float32, so torchvision gives 254, not 255.
-        assert_eq!(run(AugmentOp::AutoContrast, 0.0, &c).data, vec![0, 7, 0, 127, 7, 128, 254, 7, 255]);
+        assert_eq!(
+            run(AugmentOp::AutoContrast, 0.0, &c).data,
+            vec![0, 7, 0, 127, 7, 128, 254, 7, 255]
+        );
     }
 
     #[test]
@@ -536,5 +665,63 @@ mod tests {
         // Too few pixels (step 0): unchanged.
         let c = ramp();
         assert_eq!(run(AugmentOp::Equalize, 0.0, &c), c);
+    }
+
+    /// Cross-check against torchvision on random images: every op, bin and sign. The fixture is
+    /// written by `bench/ta_golden.py` (torchvision 0.26, torch 2.11).
+    #[test]
+    fn matches_torchvision_golden() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ta_golden.bin");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            at += n;
+            &bytes[at - n..at]
+        };
+        let (mut cases, mut exact, mut worst) = (0, 0, 0u8);
+        for _ in 0..2 {
+            let hw = take(4);
+            let (h, w) = (
+                u16::from_le_bytes([hw[0], hw[1]]) as usize,
+                u16::from_le_bytes([hw[2], hw[3]]) as usize,
+            );
+            let input = Clip {
+                frames: 1,
+                height: h,
+                width: w,
+                data: take(h * w * 3).to_vec(),
+            };
+            let n = u32::from_le_bytes(take(4).try_into().unwrap());
+            for _ in 0..n {
+                let c = take(3).to_vec();
+                let (op, bin, neg) = (ALL_OPS[c[0] as usize], c[1] as usize, c[2] == 1);
+                let want = take(h * w * 3).to_vec();
+                let m = magnitude(op, bin);
+                let params = AugmentParams {
+                    op,
+                    magnitude: if neg && is_signed(op) { -m } else { m },
+                };
+                let mut got = input.clone();
+                apply(&mut got, params);
+                let diff = got
+                    .data
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap_or(0);
+                cases += 1;
+                if diff == 0 {
+                    exact += 1;
+                } else {
+                    eprintln!("{op:?} bin {bin} neg {neg} ({h}x{w}): max diff {diff}");
+                }
+                worst = worst.max(diff);
+            }
+        }
+        eprintln!("{exact} of {cases} cases bit-exact, worst difference {worst}");
+        assert!(cases > 1000, "fixture holds only {cases} cases");
+        assert_eq!(exact, cases);
     }
 }

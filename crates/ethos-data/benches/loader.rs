@@ -1,20 +1,21 @@
-//! `ethos bench loader`: the data pipeline's cost.
+//! `cargo bench -p ethos-data --bench loader`: the data pipeline's cost, in release mode.
 //!
-//! (a) cache build: CPU seconds (`getrusage` user + system of this process, one build thread) and
-//!     the process's peak RSS for decoding one event of a 6 s 3840x2160 15 fps H.264 clip into a
-//!     cache entry (16 frames at 12 fps + 4 margin frames each side, short side 256);
-//! (b) training throughput from that cache: samples per second through the [`Loader`] with the
-//!     full train augmentation (temporal jitter, RandomResizedCrop to 224, flip, TrivialAugmentWide,
+//! (a) cache build: CPU seconds (`getrusage` user + system of this process, one build thread) for
+//!     decoding one event of a 6 s 3840x2160 15 fps H.264 clip into a cache entry (16 frames at
+//!     12 fps + 4 margin frames each side, short side 256), and the process's peak RSS after it;
+//! (b) training throughput from that cache: samples per second through the `Loader` with the full
+//!     train augmentation (temporal jitter, RandomResizedCrop to 224, flip, TrivialAugmentWide,
 //!     normalisation to `(B, C, T, H, W)` float32), with 1 and 2 workers.
 //!
-//! It also writes the cached uint8 clip (`(24, 256, 455, 3)` raw bytes plus a JSON shape) so
-//! `bench/augment_torchvision.py` can run the same augmentation with torchvision on the same input.
+//! It also writes the cached uint8 clip (`clip_u8.bin`, `(24, 256, 455, 3)`, and `clip_u8.json`)
+//! so `bench/augment_torchvision.py WORKDIR` runs the same augmentation with torchvision on the
+//! same input. Source: `ETHOS_BENCH_SOURCE` (default: the clip `ethos bench decode` writes to the
+//! temp dir); work dir `ETHOS_BENCH_WORK`; `ETHOS_BENCH_SAMPLES`, `ETHOS_BENCH_REPS`, `ETHOS_BENCH_BATCH`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use ethos_data::config::{AugmentationConfig, DataConfig, DataMode};
 use ethos_data::dataset::ClipDataset;
 use ethos_data::error::DataError;
@@ -24,21 +25,21 @@ use ethos_data::sampler::ShuffleSampler;
 use ethos_data::transforms::{ClipTransform, Layout};
 use ethos_video::Clip;
 
-/// Arguments of `ethos bench loader`.
-#[derive(clap::Args)]
-pub struct Args {
-    /// Work folder (source video, cache, dumped clip); default: a folder in the temp dir.
-    #[arg(long)]
-    pub work: Option<PathBuf>,
-    /// Samples per throughput measurement.
-    #[arg(long, default_value_t = 192)]
-    pub samples: usize,
-    /// Repetitions of each measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub reps: usize,
-    /// Batch size of the loader.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+struct Args {
+    work: PathBuf,
+    source: PathBuf,
+    samples: usize,
+    reps: usize,
+    batch_size: usize,
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn rusage() -> (f64, f64) {
@@ -46,13 +47,20 @@ fn rusage() -> (f64, f64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as f64 / 1024.0)
+    (
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0,
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Presents `len` samples that cycle over the events of a dataset (same cached data, more positions).
@@ -74,20 +82,40 @@ impl ClipSource for Cycled {
     fn max_offset(&self) -> usize {
         self.inner.margin()
     }
-    fn load(&self, index: usize, offset: i32) -> Result<Clip, DataError> {
+    fn load(&self, index: usize, offset: i32) -> std::result::Result<Clip, DataError> {
         self.inner.load(index % self.inner.len(), offset)
     }
 }
 
-/// Runs `ethos bench loader`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn main() -> Result<()> {
+    let tmp = std::env::temp_dir();
+    let args = Args {
+        work: env_or("ETHOS_BENCH_WORK", tmp.join("ethos-bench-loader")),
+        source: env_or(
+            "ETHOS_BENCH_SOURCE",
+            tmp.join("ethos-bench-decode-3840x2160-15fps-gop30.mp4"),
+        ),
+        samples: env_or("ETHOS_BENCH_SAMPLES", 192),
+        reps: env_or("ETHOS_BENCH_REPS", 3),
+        batch_size: env_or("ETHOS_BENCH_BATCH", 8),
+    };
     ethos_video::init();
-    let work = args.work.unwrap_or_else(|| std::env::temp_dir().join("ethos-bench-loader"));
-    std::fs::create_dir_all(work.join("videos")).with_context(|| format!("creating {}", work.display()))?;
+    let work = args.work.clone();
+    std::fs::create_dir_all(work.join("videos"))?;
     let video = work.join("videos/src4k.mp4");
-    if !ethos_video::probe(&video).is_ok_and(|i| i.width == 3840 && i.frame_count == 90) {
-        eprintln!("writing a 6 s 3840x2160 15 fps H.264 source (GOP 30) to {} ...", video.display());
-        super::bench_decode::make_source(&video).context("writing the benchmark source video")?;
+    let ok = |p: &std::path::Path| {
+        ethos_video::probe(p).is_ok_and(|i| i.width == 3840 && i.frame_count == 90)
+    };
+    if !ok(&args.source) {
+        return Err(format!(
+            "{} is not the 6 s 3840x2160 15 fps H.264 benchmark source: run `ethos bench decode` once (it writes it) \
+             or set ETHOS_BENCH_SOURCE",
+            args.source.display()
+        )
+        .into());
+    }
+    if !ok(&video) {
+        std::fs::copy(&args.source, &video)?;
     }
     let cfg = DataConfig {
         classes: vec!["ear".into(), "tail".into()],
@@ -101,7 +129,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         video: "src4k.mp4".into(),
         start_s,
         duration_s: 2.5,
-        behavior: if i % 2 == 0 { "ear".into() } else { "tail".into() },
+        behavior: if i.is_multiple_of(2) {
+            "ear".into()
+        } else {
+            "tail".into()
+        },
         class_index: (i % 2) as usize,
         group: None,
         camera: None,
@@ -123,7 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let report = ds.ensure_cache(1, false, &|_, _| {})?;
         wall.push(t0.elapsed().as_secs_f64());
         cpu.push(rusage().0 - cpu0);
-        anyhow::ensure!(report.built == 1, "cache build failed: {:?}", report.bad);
+        if report.built != 1 {
+            return Err(format!("cache build failed: {:?}", report.bad).into());
+        }
         let _ = std::fs::remove_dir_all(&c.cache_dir);
     }
     let (_, peak_rss_mb) = rusage();
@@ -141,13 +175,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ds.ensure_cache(2, false, &|_, _| {})?;
     let stored = ds.load(0, 0)?;
     let key = ds.items()[0].cache_key.clone().unwrap_or_default();
-    let cache = ethos_data::cache::ClipCache::new(&cfg.cache_dir, ethos_data::dataset::cache_params(&cfg));
+    let cache =
+        ethos_data::cache::ClipCache::new(&cfg.cache_dir, ethos_data::dataset::cache_params(&cfg));
     let full = cache.read_frames(&key, 0, cfg.num_frames + 2 * cfg.jitter_frames)?;
+    // Entry size and read speed (16 of the 24 frames, page-cached, CRC-checked).
+    let entry_bytes = std::fs::metadata(cache.entry_path(&key))?.len();
+    let t0 = Instant::now();
+    let reads = 100;
+    for _ in 0..reads {
+        std::hint::black_box(cache.read_frames(&key, cfg.jitter_frames, cfg.num_frames)?);
+    }
+    let read_ms = t0.elapsed().as_secs_f64() * 1e3 / reads as f64;
+    let read_gbps = (stored.data.len() as f64 / 1e9) / (read_ms / 1e3);
+    eprintln!(
+        "cache entry: {:.2} MB for {} frames; reading 16 frames: {read_ms:.2} ms ({read_gbps:.2} GB/s with CRC checks)",
+        entry_bytes as f64 / 1e6,
+        full.frames
+    );
+
     let dump = work.join("clip_u8.bin");
-    std::fs::write(&dump, &full.data).with_context(|| format!("writing {}", dump.display()))?;
+    std::fs::write(&dump, &full.data)?;
     let shape = serde_json::json!({"shape": full.shape(), "num_frames": cfg.num_frames, "margin": cfg.jitter_frames});
     std::fs::write(work.join("clip_u8.json"), shape.to_string())?;
-    let source: Arc<dyn ClipSource> = Arc::new(Cycled { inner: ds, len: args.samples });
+    let source: Arc<dyn ClipSource> = Arc::new(Cycled {
+        inner: ds,
+        len: args.samples,
+    });
     let aug = AugmentationConfig::default();
     let mut results = Vec::new();
     for workers in [1usize, 2] {
@@ -195,6 +248,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "cache_build_wall_s_median": median(wall),
             "peak_rss_mb_after_cache_build": peak_rss_mb,
             "cached_clip_shape": full.shape(),
+            "entry_bytes": entry_bytes,
+            "read_16_frames_ms": read_ms,
             "sample_shape": [stored.frames, stored.height, stored.width, 3],
             "loader": results,
             "dumped_clip": dump,
