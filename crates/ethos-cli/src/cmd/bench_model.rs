@@ -99,20 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ethos_models::mvit::set_default_attention_kernel(kernel);
     }
     let built = super::model::build(&args.model, &vs, None)?;
-    let mut shape = built.default_input.clone();
-    let n = shape.len();
-    if let Some(t) = args.frames {
-        let t_axis = if matches!(built.model.input_layout(), ethos_models::InputLayout::Btchw) {
-            1
-        } else {
-            2
-        };
-        shape[t_axis] = t;
-    }
-    if let Some(s) = args.size {
-        shape[n - 2] = s;
-        shape[n - 1] = s;
-    }
+    let mut shape = super::model::input_shape(
+        &built.default_input,
+        built.model.input_layout(),
+        args.frames,
+        args.size,
+    );
     eprintln!(
         "bench model: {} {:?}, input {:?} per sample, {} threads, device {:?}, {} reps (median), {} warm-up",
         args.model.arch,

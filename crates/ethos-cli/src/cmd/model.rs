@@ -216,24 +216,40 @@ fn read_io(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
     })
 }
 
-fn summary(args: SummaryArgs) -> anyhow::Result<()> {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let built = build(&args.model, &vs, None)?;
-    let mut shape = built.default_input.clone();
+/// The model's default input shape with the frame count and the (square) frame size replaced where
+/// given; T sits at axis 2 of (B, C, T, H, W) and axis 1 of (B, T, C, H, W).
+pub fn input_shape(
+    default: &[i64],
+    layout: ethos_models::InputLayout,
+    frames: Option<i64>,
+    size: Option<i64>,
+) -> Vec<i64> {
+    let mut shape = default.to_vec();
     let n = shape.len();
-    if let Some(t) = args.frames {
-        // (B, C, T, H, W) or (B, T, C, H, W): T is the first size after B that is not the 3 channels.
-        let t_axis = if matches!(built.model.input_layout(), ethos_models::InputLayout::Btchw) {
+    if let Some(t) = frames {
+        let t_axis = if matches!(layout, ethos_models::InputLayout::Btchw) {
             1
         } else {
             2
         };
         shape[t_axis] = t;
     }
-    if let Some(s) = args.size {
+    if let Some(s) = size {
         shape[n - 2] = s;
         shape[n - 1] = s;
     }
+    shape
+}
+
+fn summary(args: SummaryArgs) -> anyhow::Result<()> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let built = build(&args.model, &vs, None)?;
+    let shape = input_shape(
+        &built.default_input,
+        built.model.input_layout(),
+        args.frames,
+        args.size,
+    );
     (built.check_input)(&shape).map_err(|e| BadInput(e.to_string()))?;
     if !args.freeze.is_empty() {
         for (name, var) in vs.variables() {
