@@ -1,6 +1,6 @@
 //! Config composition: reads the YAML file into a JSON-like tree, applies `--set key=value`
 //! overrides, hands each crate its typed section (`data`, `augmentation`, `model`, `loss`,
-//! `optim`, `sched`, `train`), makes relative paths absolute against the config file's folder and
+//! `optim`, `sched`, `train`, `predict`), makes relative paths absolute against the config file's folder and
 //! identifies the result by a hash.
 //!
 //! Unknown keys are errors naming the key path with a "did you mean" from the keys that section
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::exit::BadInput;
 
 /// The top-level sections of a run configuration.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "data",
     "augmentation",
     "model",
@@ -25,6 +25,7 @@ pub const SECTIONS: [&str; 7] = [
     "optim",
     "sched",
     "train",
+    "predict",
 ];
 
 /// A fully composed run configuration: every section typed, paths absolute.
@@ -46,6 +47,8 @@ pub struct RunConfig {
     pub sched: ethos_train::schedule::SchedConfig,
     /// `train:` (ethos-train).
     pub train: ethos_train::config::TrainConfig,
+    /// `predict:` (ethos-train): per-camera ROIs for `ethos predict`.
+    pub predict: ethos_train::predict::PredictConfig,
 }
 
 impl RunConfig {
@@ -99,6 +102,7 @@ impl RunConfig {
         model
             .validate(data.classes.len())
             .map_err(|e| bad(path, e))?;
+        check_model_data(&model, &data).map_err(|e| bad(path, e))?;
         let loss: ethos_train::loss::LossConfig = section(path, &tree, "loss")?;
         let optim: ethos_train::optim::OptimConfig = section(path, &tree, "optim")?;
         let sched: ethos_train::schedule::SchedConfig = section(path, &tree, "sched")?;
@@ -119,6 +123,8 @@ impl RunConfig {
             *p = base.join(&*p);
         }
         train.validate(&data.classes).map_err(|e| bad(path, e))?;
+        let predict: ethos_train::predict::PredictConfig = section(path, &tree, "predict")?;
+        predict.validate().map_err(|e| bad(path, e))?;
         Ok(RunConfig {
             path: path.to_path_buf(),
             data,
@@ -128,6 +134,7 @@ impl RunConfig {
             optim,
             sched,
             train,
+            predict,
         })
     }
 
@@ -144,14 +151,18 @@ impl RunConfig {
         m.insert("optim".into(), v(&self.optim));
         m.insert("sched".into(), v(&self.sched));
         m.insert("train".into(), v(&self.train));
+        m.insert("predict".into(), v(&self.predict));
         Value::Object(m)
     }
 
     /// Hex sha256 of the canonical (sorted-key, compact) JSON of the resolved configuration,
     /// without the keys that cannot change results (`train.resume`, `train.run_dir`,
-    /// `train.log_every_steps`).
+    /// `train.log_every_steps`, the inference-only `predict` section).
     pub fn hash(&self) -> String {
         let mut r = self.resolved();
+        if let Some(m) = r.as_object_mut() {
+            m.remove("predict");
+        }
         if let Some(t) = r.get_mut("train").and_then(Value::as_object_mut) {
             for k in ["resume", "run_dir", "log_every_steps"] {
                 t.remove(k);
@@ -181,6 +192,41 @@ impl RunConfig {
 pub fn from_resolved(value: &Value, origin: &Path) -> Result<RunConfig> {
     let text = serde_norway::to_string(value).context("re-serialising a stored config")?;
     RunConfig::from_yaml_str(&text, origin, &[])
+}
+
+/// Cross-section rules of the model and data sections: the FERAL head and partial freezing need
+/// V-JEPA 2, and the FERAL head predicts one frame per query, so its query count must equal the
+/// frames per sample (`data.chunk_length`, else `data.num_frames`).
+fn check_model_data(
+    model: &ethos_models::config::ModelConfig,
+    data: &ethos_data::config::DataConfig,
+) -> std::result::Result<(), String> {
+    use ethos_models::config::{Arch, HeadKind};
+    if model.head == HeadKind::Feral && model.arch != Arch::Vjepa2 {
+        return Err(format!(
+            "model.head: feral needs model.arch: vjepa2 (model.arch is {})",
+            model.arch
+        ));
+    }
+    if model.freeze_encoder_layers > 0 && model.arch != Arch::Vjepa2 {
+        return Err(format!(
+            "model.freeze_encoder_layers = {}: partial freezing is implemented for model.arch: vjepa2 only (model.arch is {})",
+            model.freeze_encoder_layers, model.arch
+        ));
+    }
+    if model.head == HeadKind::Feral && model.num_queries != data.clip_frames() {
+        let key = if data.chunk_length.is_some() {
+            "data.chunk_length"
+        } else {
+            "data.num_frames"
+        };
+        return Err(format!(
+            "model.num_queries = {} must equal {key} = {} (the FERAL head predicts one frame per query)",
+            model.num_queries,
+            data.clip_frames()
+        ));
+    }
+    Ok(())
 }
 
 fn bad(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
@@ -449,6 +495,46 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
     }
 
     #[test]
+    fn feral_head_and_chunks_are_checked_against_each_other() {
+        let vjepa = [
+            "model.arch=vjepa2",
+            "model.preset=vjepa2_vitl",
+            "model.head=feral",
+        ];
+        let with = |extra: &[&str]| -> Vec<String> {
+            vjepa.iter().chain(extra).map(|s| s.to_string()).collect()
+        };
+        let sets = with(&["data.chunk_length=64", "data.chunk_shift=32"]);
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let c = load(BASE, &refs).unwrap();
+        assert_eq!(c.data.chunking(), Some((64, 32)));
+        assert_eq!(c.data.clip_frames(), 64);
+        let sets = with(&["data.chunk_length=32"]);
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let m = msg(load(BASE, &refs));
+        assert!(
+            m.contains("model.num_queries") && m.contains("data.chunk_length"),
+            "{m}"
+        );
+        let m = msg(load(BASE, &vjepa));
+        assert!(
+            m.contains("model.num_queries") && m.contains("data.num_frames"),
+            "{m}"
+        );
+        let m = msg(load(BASE, &["model.head=feral"]));
+        assert!(m.contains("model.head") && m.contains("vjepa2"), "{m}");
+        let m = msg(load(BASE, &["model.freeze_encoder_layers=2"]));
+        assert!(m.contains("model.freeze_encoder_layers"), "{m}");
+        let m = msg(load(BASE, &["data.chunk_shift=2"]));
+        assert!(
+            m.contains("data.chunk_shift") && m.contains("chunk_length"),
+            "{m}"
+        );
+        let m = msg(load(BASE, &["data.chunk_length=4", "data.chunk_shift=5"]));
+        assert!(m.contains("data.chunk_shift"), "{m}");
+    }
+
+    #[test]
     fn wrong_types_and_values_name_key_and_value() {
         let m = msg(load(BASE, &["train.epochs=three"]));
         assert!(m.contains("train.epochs") && m.contains("three"), "{m}");
@@ -465,6 +551,27 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         assert!(m.contains("train.epochs"), "{m}");
         let m = msg(load("- a\n- b\n", &[]));
         assert!(m.contains("mapping"), "{m}");
+    }
+
+    #[test]
+    fn predict_section_holds_camera_rois_and_leaves_the_hash_alone() {
+        let h = load(BASE, &[]).unwrap().hash();
+        let c = load(BASE, &["predict.camera_rois.cam0=[0, 0, 640, 360]"]).unwrap();
+        assert_eq!(c.predict.camera_rois["cam0"], [0, 0, 640, 360]);
+        assert_eq!(c.hash(), h);
+        let again = from_resolved(&c.resolved(), Path::new("/x/config.yaml")).unwrap();
+        assert_eq!(again.predict, c.predict);
+        let m = msg(load(BASE, &["predict.camera_rois.cam0=[0, 0, 0, 360]"]));
+        assert!(m.contains("predict.camera_rois.cam0"), "{m}");
+        let m = msg(load(BASE, &["predict.camera_rois.cam0=[0, 0, 10]"]));
+        assert!(m.contains("predict.camera_rois.cam0"), "{m}");
+        let m = msg(load(BASE, &["predict.camera_rois.cam0=[0, -1, 10, 10]"]));
+        assert!(m.contains("predict.camera_rois.cam0"), "{m}");
+        let m = msg(load(BASE, &["predict.camera_roi.cam0=[0, 0, 10, 10]"]));
+        assert!(
+            m.contains("predict.camera_roi") && m.contains("did you mean `camera_rois`"),
+            "{m}"
+        );
     }
 
     #[test]

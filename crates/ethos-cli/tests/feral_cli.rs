@@ -83,7 +83,10 @@ fn export_feral_clips_json_and_resume() {
     assert!(py.success(), "python json.load failed");
 
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
-    assert_eq!(j["class_names"], serde_json::json!(["ear", "tail"]));
+    assert_eq!(
+        j["class_names"],
+        serde_json::json!({"0": "ear", "1": "tail"})
+    );
     assert_eq!(j["is_multilabel"], serde_json::json!(false));
     let splits = j["splits"].as_object().unwrap();
     let mut keys: Vec<&String> = splits.keys().collect();

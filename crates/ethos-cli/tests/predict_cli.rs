@@ -54,6 +54,7 @@ fn trained() -> &'static (PathBuf, PathBuf) {
             "data.num_frames=4",
             "data.fps=4",
             "data.batch_size=4",
+            "model.arch=mvit",
             "model.preset=mvit_demo",
             "train.epochs=1",
             "train.device=cpu",
@@ -252,4 +253,90 @@ fn a_corrupt_video_is_reported_and_the_others_still_run() {
         ))
         .is_file()
     );
+}
+
+fn summary_of(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn camera_rois_from_the_config_crop_each_camera_and_roi_overrides_them() {
+    let (data, _) = trained();
+    let vids = videos(data);
+    let named = |prefix: &str| {
+        vids.iter()
+            .find(|v| v.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap()
+            .clone()
+    };
+    let (cam0, cam1) = (named("cam0_"), named("cam1_"));
+    let tmp = tempfile::tempdir().unwrap();
+    // Copies under names the manifest does not list: their camera comes from the file name.
+    let renamed = tmp.path().join("cam1_copy.mp4");
+    std::fs::copy(&cam1, &renamed).unwrap();
+    let door = tmp.path().join("door.mp4");
+    std::fs::copy(&cam0, &door).unwrap();
+    let sets = [
+        "--set",
+        "predict.camera_rois.cam0=[0, 0, 80, 96]",
+        "--set",
+        "predict.camera_rois.cam1=[80, 0, 80, 96]",
+    ];
+    let out = tmp.path().join("out");
+    ok(&predict(
+        &out,
+        &sets,
+        &[cam0.clone(), cam1.clone(), renamed.clone(), door.clone()],
+    )
+    .output()
+    .unwrap());
+    let s = summary_of(&out);
+    let per: Vec<(serde_json::Value, serde_json::Value)> = s["per_video"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert_eq!(v["status"], "ok", "{v}");
+            (v["camera"].clone(), v["roi"].clone())
+        })
+        .collect();
+    let roi = |x: u32| serde_json::json!({"x": x, "y": 0, "w": 80, "h": 96});
+    assert_eq!(per[0], (serde_json::json!("cam0"), roi(0)));
+    assert_eq!(per[1], (serde_json::json!("cam1"), roi(80)));
+    assert_eq!(per[2], (serde_json::json!("cam1"), roi(80)));
+    assert_eq!(per[3], (serde_json::json!("door"), serde_json::Value::Null));
+    let read = |dir: &Path, v: &Path| {
+        let name = v.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::read_to_string(dir.join(format!("{name}.windows.csv"))).unwrap()
+    };
+    // Same video, same camera ROI: same probabilities; the uncropped copy of cam0 differs.
+    assert_eq!(read(&out, &cam1), read(&out, &renamed));
+    assert_ne!(read(&out, &cam0), read(&out, &door));
+
+    // --roi overrides the per-camera ROIs for every video.
+    let over = tmp.path().join("override");
+    let mut extra = sets.to_vec();
+    extra.extend(["--roi", "0,0,160,96"]);
+    ok(&predict(&over, &extra, std::slice::from_ref(&cam0))
+        .output()
+        .unwrap());
+    let v = &summary_of(&over)["per_video"][0];
+    assert_eq!(v["camera"], serde_json::Value::Null);
+    assert_eq!(
+        v["roi"],
+        serde_json::json!({"x": 0, "y": 0, "w": 160, "h": 96})
+    );
+    assert_eq!(read(&over, &cam0), read(&out, &door));
+
+    // A bad ROI is an input error naming the key.
+    let o = predict(
+        &tmp.path().join("bad"),
+        &["--set", "predict.camera_rois.cam0=[0, 0, 0, 96]"],
+        &[cam0],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("predict.camera_rois.cam0"), "{err}");
 }

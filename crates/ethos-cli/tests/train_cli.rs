@@ -54,6 +54,7 @@ fn tiny(run_dir: &Path) -> Vec<String> {
         "data.fps=4",
         "data.batch_size=4",
         "data.num_workers=2",
+        "model.arch=mvit",
         "model.preset=mvit_demo",
         "model.head_dropout=0.2",
         "train.epochs=3",

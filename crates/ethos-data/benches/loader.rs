@@ -5,12 +5,17 @@
 //!     12 fps + 4 margin frames each side, short side 256), and the process's peak RSS after it;
 //! (b) training throughput from that cache: samples per second through the `Loader` with the full
 //!     train augmentation (temporal jitter, RandomResizedCrop to 224, flip, TrivialAugmentWide,
-//!     normalisation to `(B, C, T, H, W)` float32), with 1 and 2 workers.
+//!     normalisation to `(B, C, T, H, W)` float32), with 1 and 2 workers, as samples per second
+//!     (wall) and per CPU-second (`getrusage` of the whole process: workers, the consuming thread,
+//!     page faults of the batch buffers), so the number means the same on a busy machine;
+//! (c) where a sample's time goes, on one thread (thread CPU clock): cache read, crop + resize,
+//!     and the whole fused transform (crop + resize + flip + TrivialAugmentWide + normalisation).
 //!
 //! It also writes the cached uint8 clip (`clip_u8.bin`, `(24, 256, 455, 3)`, and `clip_u8.json`)
 //! so `bench/augment_torchvision.py WORKDIR` runs the same augmentation with torchvision on the
 //! same input. Source: `ETHOS_BENCH_SOURCE` (default: the clip `ethos bench decode` writes to the
-//! temp dir); work dir `ETHOS_BENCH_WORK`; `ETHOS_BENCH_SAMPLES`, `ETHOS_BENCH_REPS`, `ETHOS_BENCH_BATCH`.
+//! temp dir); work dir `ETHOS_BENCH_WORK`; `ETHOS_BENCH_SAMPLES`, `ETHOS_BENCH_REPS`, `ETHOS_BENCH_BATCH`;
+//! `ETHOS_BENCH_SKIP_BUILD=1` leaves out (a).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use ethos_data::error::DataError;
 use ethos_data::loader::{ClipSource, Loader, LoaderOptions};
 use ethos_data::manifest::Event;
 use ethos_data::sampler::ShuffleSampler;
-use ethos_data::transforms::{ClipTransform, Layout};
+use ethos_data::transforms::{ClipTransform, Layout, TransformScratch, geometry};
 use ethos_video::Clip;
 
 struct Args {
@@ -51,6 +56,14 @@ fn rusage() -> (f64, f64) {
         secs(ru.ru_utime) + secs(ru.ru_stime),
         ru.ru_maxrss as f64 / 1024.0,
     )
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu() -> f64 {
+    // SAFETY: clock_gettime writes into the zeroed struct we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -145,7 +158,12 @@ fn main() -> Result<()> {
     // (a) cache build of one event, repeated on a fresh cache folder each time.
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
-    for rep in 0..args.reps.max(1) {
+    let build_reps = if std::env::var_os("ETHOS_BENCH_SKIP_BUILD").is_some() {
+        0
+    } else {
+        args.reps.max(1)
+    };
+    for rep in 0..build_reps {
         let mut c = cfg.clone();
         c.cache_dir = work.join(format!("cache-build-{rep}"));
         let _ = std::fs::remove_dir_all(&c.cache_dir);
@@ -161,13 +179,15 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&c.cache_dir);
     }
     let (_, peak_rss_mb) = rusage();
-    eprintln!(
-        "(a) cache build, one 6 s 4K H.264 event -> 24 frames at short side 256: {:.3} CPU-s (median of {}), {:.3} s wall, process peak RSS {:.0} MB",
-        median(cpu.clone()),
-        cpu.len(),
-        median(wall.clone()),
-        peak_rss_mb
-    );
+    if !cpu.is_empty() {
+        eprintln!(
+            "(a) cache build, one 6 s 4K H.264 event -> 24 frames at short side 256: {:.3} CPU-s (median of {}), {:.3} s wall, process peak RSS {:.0} MB",
+            median(cpu.clone()),
+            cpu.len(),
+            median(wall.clone()),
+            peak_rss_mb
+        );
+    }
 
     // (b) loader throughput from a cache of four events.
     let events: Vec<Event> = (0..4).map(|i| event(i, 0.5 + 0.75 * i as f64)).collect();
@@ -197,6 +217,92 @@ fn main() -> Result<()> {
     std::fs::write(&dump, &full.data)?;
     let shape = serde_json::json!({"shape": full.shape(), "num_frames": cfg.num_frames, "margin": cfg.jitter_frames});
     std::fs::write(work.join("clip_u8.json"), shape.to_string())?;
+    // (c) stage costs on this thread, over the same positions the loader sees in epoch 1.
+    let stages = {
+        let transform = ClipTransform::train(
+            &AugmentationConfig::default(),
+            cfg.input_size as usize,
+            cfg.mean,
+            cfg.std,
+        );
+        let size = cfg.input_size as usize;
+        let mut scratch = TransformScratch::default();
+        let mut resizer = ethos_data::transforms::Resizer::new();
+        let mut resized = vec![0u8; cfg.num_frames * size * size * 3];
+        let mut out = vec![0f32; 3 * cfg.num_frames * size * size];
+        let (mut read_s, mut resize_s, mut fused_s) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..args.reps.max(1) + 1 {
+            let (mut read, mut resize, mut fused) = (0.0, 0.0, 0.0);
+            for pos in 0..args.samples {
+                let mut rng = ethos_data::rng::sample_rng(1, 1, pos as u64);
+                let c0 = thread_cpu();
+                let clip = ds.load(pos % ds.len(), 0)?;
+                let c1 = thread_cpu();
+                let params = transform.sample_params(&mut rng, clip.height, clip.width);
+                if let Some(crop) = params.crop {
+                    geometry::resized_crop_into(
+                        &mut resizer,
+                        &clip,
+                        crop,
+                        size,
+                        size,
+                        &mut resized,
+                    );
+                }
+                let c2 = thread_cpu();
+                transform.apply_normalized(&mut scratch, &clip, &params, Layout::Bcthw, &mut out);
+                let c3 = thread_cpu();
+                std::hint::black_box(&out);
+                (read, resize, fused) = (read + c1 - c0, resize + c2 - c1, fused + c3 - c2);
+            }
+            if rep > 0 {
+                // rep 0 warms the caches and scratch buffers.
+                let per = |s: f64| 1e3 * s / args.samples as f64;
+                read_s.push(per(read));
+                resize_s.push(per(resize));
+                fused_s.push(per(fused));
+            }
+        }
+        let (read, resize, fused) = (median(read_s), median(resize_s), median(fused_s));
+        if std::env::var_os("ETHOS_BENCH_PER_OP").is_some() {
+            // The fused transform with each TrivialAugmentWide op forced (middle bin, no flip).
+            let clip = ds.load(0, 0)?;
+            let mut rng = ethos_data::rng::sample_rng(1, 1, 0);
+            let base = transform.sample_params(&mut rng, clip.height, clip.width);
+            let mut line = String::new();
+            for op in ethos_data::transforms::trivial_augment::ALL_OPS {
+                let params = ethos_data::transforms::TransformParams {
+                    flip: false,
+                    augment: Some(ethos_data::transforms::AugmentParams {
+                        op,
+                        magnitude: ethos_data::transforms::trivial_augment::magnitude(op, 20),
+                    }),
+                    ..base
+                };
+                let n = 20;
+                let c0 = thread_cpu();
+                for _ in 0..n {
+                    transform.apply_normalized(
+                        &mut scratch,
+                        &clip,
+                        &params,
+                        Layout::Bcthw,
+                        &mut out,
+                    );
+                }
+                line += &format!(" {op:?} {:.2}", 1e3 * (thread_cpu() - c0) / n as f64);
+            }
+            eprintln!("(c) fused transform per op, ms per sample:{line}");
+        }
+        eprintln!(
+            "(c) per sample, one thread: cache read {read:.2} ms, crop+resize {resize:.2} ms, whole fused transform {fused:.2} ms \
+             (so flip+TrivialAugmentWide+normalise {:.2} ms) -> {:.0} samples per CPU-s without batch assembly",
+            fused - resize,
+            1e3 / (read + fused)
+        );
+        serde_json::json!({"cache_read_ms": read, "crop_resize_ms": resize, "fused_transform_ms": fused})
+    };
+
     let source: Arc<dyn ClipSource> = Arc::new(Cycled {
         inner: ds,
         len: args.samples,
@@ -241,17 +347,19 @@ fn main() -> Result<()> {
         );
         results.push(serde_json::json!({"workers": workers, "samples_per_s": rate, "samples_per_cpu_s": per_cpu_s}));
     }
+    let median_or_null = |v: Vec<f64>| (!v.is_empty()).then(|| median(v));
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
-            "cache_build_cpu_s_median": median(cpu),
-            "cache_build_wall_s_median": median(wall),
+            "cache_build_cpu_s_median": median_or_null(cpu),
+            "cache_build_wall_s_median": median_or_null(wall),
             "peak_rss_mb_after_cache_build": peak_rss_mb,
             "cached_clip_shape": full.shape(),
             "entry_bytes": entry_bytes,
             "read_16_frames_ms": read_ms,
             "sample_shape": [stored.frames, stored.height, stored.width, 3],
             "loader": results,
+            "stages_one_thread": stages,
             "dumped_clip": dump,
         }))?
     );

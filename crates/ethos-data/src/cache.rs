@@ -48,6 +48,10 @@ pub struct CacheParams {
     pub margin: usize,
     /// Short side of stored frames in pixels.
     pub short_side: u32,
+    /// Frame-level (chunked) mode: an entry stores the event's whole window on the `fps` grid,
+    /// `max(N, floor(duration * fps))` frames plus the margins, instead of `N` frames, so every
+    /// chunk of the window is a range of one entry.
+    pub whole_window: bool,
 }
 
 impl CacheParams {
@@ -55,6 +59,22 @@ impl CacheParams {
     pub fn stored_frames(&self) -> usize {
         self.num_frames + 2 * self.margin
     }
+
+    /// Frames of an event's sampling grid before the margins: `N`, or with `whole_window` the
+    /// window's whole frames at `fps` (at least `N`).
+    pub fn grid_frames(&self, duration_s: f64) -> usize {
+        if self.whole_window {
+            window_frames(duration_s, self.fps).max(self.num_frames)
+        } else {
+            self.num_frames
+        }
+    }
+}
+
+/// Whole frames of a window of `duration_s` seconds at `fps`: `floor(duration * fps)` (with a
+/// tolerance for times like 2.9999999 s).
+pub fn window_frames(duration_s: f64, fps: f64) -> usize {
+    (duration_s * fps + 1e-6).floor().max(0.0) as usize
 }
 
 /// The `N + 2M` times (seconds from the first frame, ascending) of an event's extended grid:
@@ -224,6 +244,10 @@ impl ClipCache {
         h.update((p.num_frames as u64).to_le_bytes());
         h.update((p.margin as u64).to_le_bytes());
         h.update(p.short_side.to_le_bytes());
+        if p.whole_window {
+            // Only in the chunked mode, so the keys of existing caches stay valid.
+            h.update(b"whole-window");
+        }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -277,7 +301,14 @@ impl ClipCache {
             ));
         }
         let p = &self.params;
-        if frames != p.stored_frames() || margin != p.margin {
+        // Whole-window entries vary in length per event (the key fixes it; the header CRC
+        // guards it), so only the minimum is known here; reads check their range.
+        let frames_ok = if p.whole_window {
+            frames >= p.stored_frames()
+        } else {
+            frames == p.stored_frames()
+        };
+        if !frames_ok || margin != p.margin {
             return Err(format!(
                 "{frames} frames / margin {margin}, expected {} / {}",
                 p.stored_frames(),
@@ -354,7 +385,7 @@ impl ClipCache {
     }
 
     /// Decodes `event`'s extended grid from `source` and writes the entry atomically.
-    /// Returns the stored clip (`N + 2M` frames).
+    /// Returns the stored clip (`N + 2M` frames; whole-window: `grid_frames + 2M`).
     pub fn build(
         &self,
         sampler: &ClipSampler,
@@ -367,7 +398,7 @@ impl ClipCache {
             event.start_s,
             event.duration_s,
             p.fps,
-            p.num_frames,
+            p.grid_frames(event.duration_s),
             p.margin,
         );
         let sampled = sampler
@@ -532,6 +563,7 @@ mod tests {
             num_frames: 3,
             margin: 1,
             short_side: 4,
+            whole_window: false,
         }
     }
 
@@ -608,6 +640,36 @@ mod tests {
             assert_ne!(ClipCache::new(dir.path(), p).key(&id, &event()), k);
         }
         assert_ne!(c.key(&[4u8; 32], &event()), k);
+    }
+
+    #[test]
+    fn whole_window_entries_hold_every_frame_of_the_window() {
+        let whole = CacheParams {
+            whole_window: true,
+            ..params()
+        };
+        // 4 fps, N = 3: a 2.6 s window has 10 whole frames; a 0.5 s one still stores one clip.
+        assert_eq!(whole.grid_frames(2.6), 10);
+        assert_eq!(whole.grid_frames(0.5), 3);
+        assert_eq!(params().grid_frames(2.6), 3);
+        let id = [3u8; 32];
+        let k = ClipCache::new(Path::new("/x"), params()).key(&id, &event());
+        assert_ne!(ClipCache::new(Path::new("/x"), whole).key(&id, &event()), k);
+        // The grid is the window's frames at 1/fps, centred, extended by the margins.
+        let t = extended_times(1.0, 2.6, 4.0, whole.grid_frames(2.6), 1);
+        assert_eq!(t.len(), 12);
+        for w in t.windows(2) {
+            assert!((w[1] - w[0] - 0.25).abs() < 1e-9);
+        }
+        assert!(t[1] >= 1.0 && t[10] <= 3.6);
+        // An entry of a longer window reads back by range.
+        let dir = tempfile::tempdir().unwrap();
+        let c = ClipCache::new(dir.path(), whole);
+        let clip = Clip::zeros(12, 4, 6);
+        c.write_entry("w", &clip, 0).unwrap();
+        assert_eq!(c.status("w", true), EntryStatus::Valid);
+        assert_eq!(c.read_frames("w", 7, 3).unwrap().frames, 3);
+        assert!(c.read_frames("w", 10, 3).is_err());
     }
 
     #[test]

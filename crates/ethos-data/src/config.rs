@@ -82,8 +82,16 @@ pub struct DataConfig {
     pub cache_short_side: u32,
     /// Temporal sampling rate in frames per second.
     pub fps: f64,
-    /// Frames per clip `T`.
+    /// Frames per clip `T` (ignored when `chunk_length` is set: then a sample is one chunk).
     pub num_frames: usize,
+    /// Frame-level training: when set, every sample is a chunk of this many consecutive frames
+    /// (at `fps`) of an event's window, each frame labelled with the event's class. Training takes
+    /// one chunk per event per epoch; evaluation takes every chunk and averages per-frame
+    /// probabilities over the chunks covering each frame.
+    pub chunk_length: Option<usize>,
+    /// Stride in frames between consecutive chunks of an event (default: half of `chunk_length`,
+    /// FERAL's overlap); the last chunk is aligned to the window's end so every frame is covered.
+    pub chunk_shift: Option<usize>,
     /// Temporal jitter range `M` in whole frames: training clips shift by `j` in `[-M, M]` frames
     /// when `augmentation.temporal_jitter` is on; the cache stores `M` extra frames each side.
     pub jitter_frames: usize,
@@ -116,6 +124,8 @@ impl Default for DataConfig {
             cache_short_side: 256,
             fps: 12.0,
             num_frames: 16,
+            chunk_length: None,
+            chunk_shift: None,
             jitter_frames: 4,
             input_size: 224,
             batch_size: 4,
@@ -129,6 +139,17 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
+    /// Frames per sample: `chunk_length` in frame-level mode, else `num_frames`.
+    pub fn clip_frames(&self) -> usize {
+        self.chunk_length.unwrap_or(self.num_frames)
+    }
+
+    /// The chunking `(length, shift)` in frames when `chunk_length` is set.
+    pub fn chunking(&self) -> Option<(usize, usize)> {
+        self.chunk_length
+            .map(|l| (l, self.chunk_shift.unwrap_or((l / 2).max(1))))
+    }
+
     /// Makes every relative path absolute by joining it to `base_dir` (the config file's folder).
     pub fn resolve_paths(&mut self, base_dir: &Path) {
         let join = |p: &mut PathBuf| {
@@ -185,6 +206,34 @@ impl DataConfig {
                 self.num_frames,
                 "must be in 1..=1024",
             ));
+        }
+        if let Some(l) = self.chunk_length
+            && (l == 0 || l > 1024)
+        {
+            return Err(ConfigError::new(
+                "data.chunk_length",
+                l,
+                "must be in 1..=1024 frames",
+            ));
+        }
+        if let Some(s) = self.chunk_shift {
+            match self.chunk_length {
+                None => {
+                    return Err(ConfigError::new(
+                        "data.chunk_shift",
+                        s,
+                        "needs data.chunk_length (frame-level chunks)",
+                    ));
+                }
+                Some(l) if s == 0 || s > l => {
+                    return Err(ConfigError::new(
+                        "data.chunk_shift",
+                        s,
+                        format!("must be in 1..=data.chunk_length ({l}) frames"),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         if self.jitter_frames > 256 {
             return Err(ConfigError::new(

@@ -67,9 +67,10 @@ pub fn load_split_events(cfg: &DataConfig, split: &str) -> Result<Vec<Event>, Da
 pub fn cache_params(cfg: &DataConfig) -> CacheParams {
     CacheParams {
         fps: cfg.fps,
-        num_frames: cfg.num_frames,
+        num_frames: cfg.clip_frames(),
         margin: cfg.jitter_frames,
         short_side: cfg.cache_short_side,
+        whole_window: cfg.chunk_length.is_some(),
     }
 }
 
@@ -264,16 +265,33 @@ impl ClipDataset {
         self.cache.params().margin
     }
 
+    /// Frames of item `index`'s sampling grid (margins excluded): `N`, or in the chunked mode
+    /// (`data.chunk_length`) the whole window at `fps`, at least one chunk.
+    pub fn grid_frames(&self, index: usize) -> usize {
+        self.cache
+            .params()
+            .grid_frames(self.items[index].event.duration_s)
+    }
+
     /// The uint8 clip of item `index` shifted by `offset` whole frames (`|offset| <= M`).
     pub fn load(&self, index: usize, offset: i32) -> Result<Clip, DataError> {
+        self.load_chunk(index, 0, offset)
+    }
+
+    /// The `N` frames of item `index` starting at grid frame `start` (a chunk start, `start + N <=`
+    /// [`Self::grid_frames`]), shifted by `offset` whole frames (`|offset| <= M`).
+    pub fn load_chunk(&self, index: usize, start: usize, offset: i32) -> Result<Clip, DataError> {
         let item = &self.items[index];
         let p = self.cache.params();
         let m = p.margin as i64;
-        let first = (m + (offset as i64).clamp(-m, m)) as usize;
         let n = p.num_frames;
+        let grid = p.grid_frames(item.event.duration_s);
+        let start = start.min(grid - n);
+        let first = (m + start as i64 + (offset as i64).clamp(-m, m)) as usize;
         let times = || {
             let e = &item.event;
-            extended_times(e.start_s, e.duration_s, p.fps, n, p.margin)[first..first + n].to_vec()
+            extended_times(e.start_s, e.duration_s, p.fps, grid, p.margin)[first..first + n]
+                .to_vec()
         };
         let video_err = |source| DataError::Video {
             event_idx: item.event.event_idx,

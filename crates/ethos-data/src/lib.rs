@@ -5,6 +5,7 @@
 //! float32 buffers with their shape.
 
 pub mod cache;
+pub mod chunks;
 pub mod config;
 pub mod dataset;
 pub mod error;

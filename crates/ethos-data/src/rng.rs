@@ -12,6 +12,8 @@ pub enum Stream {
     Sampler = 1,
     /// Per-sample draws: temporal offset, crop, flip, augmentation op and magnitude.
     Sample = 2,
+    /// The chunk of an event a training position takes in frame-level mode.
+    Chunk = 3,
 }
 
 /// A ChaCha RNG for (seed, epoch, position, stream). ChaCha keys need no whitening, so the

@@ -13,7 +13,8 @@ use tch::{Kind, Tensor, nn};
 use crate::heads::ClassifierHead;
 use crate::model::{InputLayout, VideoModel};
 
-/// Constructor arguments of [`R3d18`].
+/// Constructor arguments of [`R3d18`]: the classifier and the block settings (torchvision's
+/// `r3d_18` by default; [`R3dConfig::preset`] names the others).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct R3dConfig {
@@ -21,6 +22,12 @@ pub struct R3dConfig {
     pub num_classes: i64,
     /// Dropout before `fc` in training (torchvision's r3d_18 has none: 0.0).
     pub head_dropout: f64,
+    /// Output channels of the stem (64 in r3d_18).
+    pub stem_width: i64,
+    /// Channels of the four stages (64, 128, 256, 512 in r3d_18).
+    pub widths: [i64; 4],
+    /// BasicBlocks per stage (2 in r3d_18).
+    pub blocks_per_stage: usize,
 }
 
 impl Default for R3dConfig {
@@ -28,11 +35,45 @@ impl Default for R3dConfig {
         R3dConfig {
             num_classes: 400,
             head_dropout: 0.0,
+            stem_width: 64,
+            widths: [64, 128, 256, 512],
+            blocks_per_stage: 2,
         }
     }
 }
 
-/// Width of the pooled features that enter `fc`.
+/// Names accepted by [`R3dConfig::preset`].
+pub const R3D_PRESETS: [&str; 2] = ["r3d_18", "r3d_demo"];
+
+impl R3dConfig {
+    /// Block settings by name: `r3d_18` (torchvision's, 33.2 M parameters) or `r3d_demo` (stem 16,
+    /// stages 16-32-64-128, one block each: 0.7 M parameters, trains from scratch on a CPU in
+    /// minutes). `None` for other names.
+    pub fn preset(name: &str, num_classes: i64, head_dropout: f64) -> Option<Self> {
+        let base = R3dConfig {
+            num_classes,
+            head_dropout,
+            ..R3dConfig::default()
+        };
+        match name {
+            "r3d_18" => Some(base),
+            "r3d_demo" => Some(R3dConfig {
+                stem_width: 16,
+                widths: [16, 32, 64, 128],
+                blocks_per_stage: 1,
+                ..base
+            }),
+            _ => None,
+        }
+    }
+
+    /// Width of the pooled features that enter `fc` (the last stage's channels).
+    pub fn features(&self) -> i64 {
+        self.widths[3]
+    }
+}
+
+/// Width of the pooled features that enter `fc` in torchvision's r3d_18.
 pub const R3D_FEATURES: i64 = 512;
 
 /// A bias-free 3-D convolution with torchvision's init (Kaiming normal, fan_out, ReLU gain).
@@ -185,36 +226,51 @@ impl BasicBlock {
     }
 }
 
-/// torchvision's `r3d_18`; input `(B, 3, T, H, W)`, logits `(B, num_classes)`.
+/// torchvision's `r3d_18` (or smaller block settings, see [`R3dConfig::preset`]); input
+/// `(B, 3, T, H, W)`, logits `(B, num_classes)`.
 #[derive(Debug)]
 pub struct R3d18 {
     stem: ConvBn,
     layers: Vec<Vec<BasicBlock>>,
-    /// The classifier on the pooled `(B, 512)` features, at `fc`.
+    /// The classifier on the pooled `(B, widths[3])` features, at `fc`.
     pub fc: ClassifierHead,
 }
 
 impl R3d18 {
     /// Creates the model's variables under `p` (use the var store root for torchvision key names).
     pub fn new(p: &nn::Path, cfg: &R3dConfig) -> Self {
-        let stem = ConvBn::new(&(p / "stem"), 3, 64, [3, 7, 7], [1, 2, 2], [1, 3, 3]);
-        let widths = [64, 128, 256, 512];
-        let mut cin = 64;
+        let stem = ConvBn::new(
+            &(p / "stem"),
+            3,
+            cfg.stem_width,
+            [3, 7, 7],
+            [1, 2, 2],
+            [1, 3, 3],
+        );
+        let mut cin = cfg.stem_width;
         let mut layers = Vec::new();
-        for (i, &w) in widths.iter().enumerate() {
+        for (i, &w) in cfg.widths.iter().enumerate() {
             let lp = p / format!("layer{}", i + 1);
             let stride = if i == 0 { 1 } else { 2 };
-            layers.push(vec![
-                BasicBlock::new(&(&lp / "0"), cin, w, stride),
-                BasicBlock::new(&(&lp / "1"), w, w, 1),
-            ]);
+            let blocks = (0..cfg.blocks_per_stage.max(1))
+                .map(|b| {
+                    let (c, s) = if b == 0 { (cin, stride) } else { (w, 1) };
+                    BasicBlock::new(&(&lp / b.to_string()), c, w, s)
+                })
+                .collect();
+            layers.push(blocks);
             cin = w;
         }
-        let fc = ClassifierHead::new(&(p / "fc"), R3D_FEATURES, cfg.num_classes, cfg.head_dropout);
+        let fc = ClassifierHead::new(
+            &(p / "fc"),
+            cfg.features(),
+            cfg.num_classes,
+            cfg.head_dropout,
+        );
         R3d18 { stem, layers, fc }
     }
 
-    /// Pooled features `(B, 512)` (the input of `fc`).
+    /// Pooled features `(B, widths[3])` (the input of `fc`).
     pub fn features_t(&self, input: &Tensor, train: bool) -> Tensor {
         let mut h = self.stem.forward_t(input, train).relu();
         for layer in &self.layers {
@@ -270,6 +326,7 @@ mod tests {
             &R3dConfig {
                 num_classes: 3,
                 head_dropout: 0.3,
+                ..R3dConfig::default()
             },
         );
         let x = Tensor::randn([2, 3, 2, 16, 16], (Kind::Float, Device::Cpu));
@@ -286,5 +343,37 @@ mod tests {
         );
         y.sum(Kind::Float).backward();
         assert!(v["layer1.0.conv1.0.weight"].grad().defined());
+    }
+
+    fn param_count(vs: &nn::VarStore) -> i64 {
+        vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+
+    #[test]
+    fn presets_have_their_block_settings() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = R3d18::new(&vs.root(), &R3dConfig::preset("r3d_18", 400, 0.0).unwrap());
+        // torchvision's r3d_18: 33,371,472 parameters (BatchNorm weights and biases included).
+        assert_eq!(param_count(&vs), 33_371_472);
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = R3dConfig::preset("r3d_demo", 2, 0.2).unwrap();
+        let m = R3d18::new(&vs.root(), &cfg);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(names.iter().any(|k| k == "layer4.0.conv1.0.weight"));
+        assert!(
+            !names.iter().any(|k| k.starts_with("layer1.1.")),
+            "one block per stage"
+        );
+        assert_eq!(vs.variables()["fc.weight"].size(), vec![2, 128]);
+        let y = m.forward_t(
+            &Tensor::zeros([1, 3, 8, 64, 64], (Kind::Float, Device::Cpu)),
+            false,
+        );
+        assert_eq!(y.size(), vec![1, 2]);
+        assert!(R3dConfig::preset("r3d_50", 2, 0.0).is_none());
     }
 }

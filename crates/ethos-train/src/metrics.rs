@@ -16,10 +16,14 @@
 //!   thresholds in decreasing score order (a step sum, not the trapezoidal PR-AUC). Undefined
 //!   (`None`) when `c` has no positives.
 //! - `confusion[i][j]` = number of samples of true class `i` predicted as `j`, in class-list order.
+//! - Frame level (per-frame heads, [`MetricSet::with_frame_metrics`]): `frame_ap_c` is `ap_c` over
+//!   every frame of the split (one-vs-rest, the frame's probability of `c`); `frame_map` is the
+//!   mean of the defined `frame_ap_c` (classes with at least one positive frame), `None` when no
+//!   class has one.
 //!
 //! Metric names (JSON keys, history columns, `train.metric_key`): `precision_<class>`,
 //! `recall_<class>`, `f1_<class>`, `support_<class>`, `auc_<class>`, `ap_<class>`, `macro_f1`,
-//! `accuracy`, `loss`, `confusion`.
+//! `accuracy`, `loss`, `confusion`; with frame-level metrics also `frame_map`, `frame_ap_<class>`.
 
 use serde::ser::SerializeMap;
 
@@ -111,6 +115,41 @@ pub struct MetricSet {
     pub loss: Option<f64>,
     /// `confusion[true][predicted]`, class-list order.
     pub confusion: Vec<Vec<u64>>,
+    /// Frame-level metrics of a per-frame head (`None` for clip-level evaluations).
+    pub frame: Option<FrameMetrics>,
+}
+
+/// Frame-level metrics: one-vs-rest average precision over every evaluated frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameMetrics {
+    /// Mean of the defined per-class frame APs (`None` when no class has a positive frame).
+    pub map: Option<f64>,
+    /// Per-class frame AP, class-index order (`None` without positive frames).
+    pub ap: Vec<Option<f64>>,
+    /// Frames evaluated.
+    pub frames: u64,
+}
+
+impl FrameMetrics {
+    /// Frame metrics from row-major `(F, C)` per-frame probabilities and per-frame true classes.
+    pub fn compute(num_classes: usize, probs: &[f64], labels: &[usize]) -> FrameMetrics {
+        let c = num_classes;
+        let n = labels.len().min(probs.len() / c.max(1));
+        let ap: Vec<Option<f64>> = (0..c)
+            .map(|k| {
+                let is_pos: Vec<bool> = labels[..n].iter().map(|&l| l == k).collect();
+                let scores: Vec<f64> = (0..n).map(|i| probs[i * c + k]).collect();
+                average_precision(&is_pos, &scores)
+            })
+            .collect();
+        let defined: Vec<f64> = ap.iter().flatten().copied().collect();
+        let map = (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+        FrameMetrics {
+            map,
+            ap,
+            frames: n as u64,
+        }
+    }
 }
 
 /// Index of the largest value, ties to the lower index (NumPy's `argmax` for finite values).
@@ -190,12 +229,19 @@ impl MetricSet {
             accuracy: ratio(correct, n as u64),
             loss: None,
             confusion,
+            frame: None,
         })
     }
 
     /// The same set with `loss` set.
     pub fn with_loss(mut self, loss: f64) -> MetricSet {
         self.loss = Some(loss);
+        self
+    }
+
+    /// The same set with frame-level metrics (see [`FrameMetrics::compute`]).
+    pub fn with_frame_metrics(mut self, probs: &[f64], labels: &[usize]) -> MetricSet {
+        self.frame = Some(FrameMetrics::compute(self.classes.len(), probs, labels));
         self
     }
 
@@ -212,7 +258,12 @@ impl MetricSet {
             "macro_f1" => return Some(self.macro_f1),
             "accuracy" => return Some(self.accuracy),
             "loss" => return self.loss,
+            "frame_map" => return self.frame.as_ref()?.map,
             _ => {}
+        }
+        if let Some(class) = name.strip_prefix("frame_ap_") {
+            let k = self.classes.iter().position(|c| c == class)?;
+            return self.frame.as_ref()?.ap[k];
         }
         for (prefix, field) in PER_CLASS {
             if let Some(class) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')) {
@@ -240,6 +291,12 @@ impl MetricSet {
         out.push(("macro_f1".into(), Some(self.macro_f1)));
         out.push(("accuracy".into(), Some(self.accuracy)));
         out.push(("loss".into(), self.loss));
+        if let Some(f) = &self.frame {
+            out.push(("frame_map".into(), f.map));
+            for (class, ap) in self.classes.iter().zip(&f.ap) {
+                out.push((format!("frame_ap_{class}"), *ap));
+            }
+        }
         out
     }
 
@@ -282,7 +339,19 @@ impl MetricSet {
         let confusion: Vec<Vec<u64>> =
             serde_json::from_value(obj.get("confusion").cloned().ok_or("missing `confusion`")?)
                 .map_err(|e| format!("`confusion`: {e}"))?;
+        let frame = match obj.get("frame_map") {
+            None => None,
+            Some(_) => Some(FrameMetrics {
+                map: num("frame_map")?,
+                ap: classes
+                    .iter()
+                    .map(|c| num(&format!("frame_ap_{c}")))
+                    .collect::<Result<_, _>>()?,
+                frames: obj.get("frames").and_then(|v| v.as_u64()).unwrap_or(0),
+            }),
+        };
         Ok(MetricSet {
+            frame,
             classes,
             per_class,
             macro_f1: req("macro_f1")?,
@@ -329,6 +398,13 @@ impl serde::Serialize for MetricSet {
         map.serialize_entry("accuracy", &self.accuracy)?;
         map.serialize_entry("loss", &self.loss)?;
         map.serialize_entry("confusion", &self.confusion)?;
+        if let Some(f) = &self.frame {
+            map.serialize_entry("frame_map", &f.map)?;
+            for (class, ap) in self.classes.iter().zip(&f.ap) {
+                map.serialize_entry(&format!("frame_ap_{class}"), ap)?;
+            }
+            map.serialize_entry("frames", &f.frames)?;
+        }
         map.end()
     }
 }
@@ -453,7 +529,8 @@ pub struct MetricKey {
 impl MetricKey {
     /// Parses a metric key for the configured classes. Accepted: every metric name except
     /// `support_*` and `confusion`, optionally prefixed `val_` (metrics are always those of the
-    /// validation split). `loss`/`val_loss` are lower-is-better, all others higher-is-better.
+    /// validation split), plus the frame-level `frame_map` / `frame_ap_<class>` (per-frame heads).
+    /// `loss`/`val_loss` are lower-is-better, all others higher-is-better.
     pub fn parse(key: &str, classes: &[String]) -> Result<MetricKey, MetricsError> {
         let valid = Self::valid_keys(classes);
         let metric = key.strip_prefix("val_").unwrap_or(key);
@@ -489,8 +566,14 @@ impl MetricKey {
                 v.push(format!("{prefix}_{class}"));
             }
         }
-        v.extend(["macro_f1", "accuracy", "loss"].map(String::from));
+        v.extend(["macro_f1", "accuracy", "loss", "frame_map"].map(String::from));
+        v.extend(classes.iter().map(|c| format!("frame_ap_{c}")));
         v
+    }
+
+    /// True for the frame-level keys (`frame_map`, `frame_ap_<class>`), which need a per-frame head.
+    pub fn is_frame_level(&self) -> bool {
+        self.metric.starts_with("frame_")
     }
 
     /// True when `candidate` is strictly better than `best` by more than `min_delta`.
@@ -811,5 +894,32 @@ mod tests {
         assert_eq!(MetricSet::from_json(&json).unwrap(), m);
         let back: MetricSet = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn frame_map_is_the_mean_of_defined_frame_aps() {
+        // Class 1 scores [0.1, 0.9, 0.4, 0.6] for labels [0, 1, 1, 0]: ranked pos, neg, pos, neg,
+        // AP = 0.5 * 1 + 0.5 * 2/3 (sklearn: 0.8333...); class 0 ranks the same way.
+        let names = classes(&["ear", "tail", "rest"]);
+        let probs = [
+            0.9, 0.1, 0.0, 0.1, 0.9, 0.0, 0.6, 0.4, 0.0, 0.4, 0.6, 0.0f64,
+        ];
+        let labels = [0, 1, 1, 0];
+        let m = MetricSet::compute(&names, &probs, &labels)
+            .unwrap()
+            .with_frame_metrics(&probs, &labels);
+        let ap = 0.5 + 0.5 * 2.0 / 3.0;
+        assert!((m.get("frame_ap_tail").unwrap() - ap).abs() < 1e-12);
+        assert!((m.get("frame_ap_ear").unwrap() - ap).abs() < 1e-12);
+        assert_eq!(m.get("frame_ap_rest"), None);
+        assert!((m.get("frame_map").unwrap() - ap).abs() < 1e-12);
+        let key = MetricKey::parse("frame_map", &names).unwrap();
+        assert_eq!(key.direction, Direction::HigherIsBetter);
+        assert!(key.is_frame_level());
+        assert!(MetricKey::parse("val_frame_ap_tail", &names).is_ok());
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["frames"], 4);
+        assert_eq!(MetricSet::from_json(&json).unwrap(), m);
+        assert!(m.scalars().iter().any(|(k, _)| k == "frame_map"));
     }
 }

@@ -121,6 +121,70 @@ impl WindowSpec {
     }
 }
 
+/// The `predict:` section of a run configuration: settings of long-video inference that belong to
+/// the recording setup rather than to a command line.
+///
+/// A video's camera is its `camera` value in the events manifest (`data.events`) when the video is
+/// listed there, else the part of its file name before the first `camera_separator` (`cam0` for
+/// `cam0_pen1.mp4`, as `ethos synth` names videos). A camera without an entry in `camera_rois` is
+/// processed uncropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictConfig {
+    /// Crop per camera name: `[x, y, w, h]` in source pixels, applied before scaling.
+    pub camera_rois: BTreeMap<String, [u32; 4]>,
+    /// Separator ending the camera name in a video's file name (non-empty).
+    pub camera_separator: String,
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        Self {
+            camera_rois: BTreeMap::new(),
+            camera_separator: "_".into(),
+        }
+    }
+}
+
+impl PredictConfig {
+    /// Checks every ROI has a positive size and the separator is non-empty, naming the key.
+    pub fn validate(&self) -> Result<(), PredictError> {
+        for (camera, r) in &self.camera_rois {
+            if r[2] == 0 || r[3] == 0 {
+                return Err(PredictError::BadInput(format!(
+                    "predict.camera_rois.{camera} = {r:?}: expected [x, y, w, h] with w, h > 0"
+                )));
+            }
+        }
+        if self.camera_separator.is_empty() {
+            return Err(PredictError::BadInput(
+                "predict.camera_separator must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ROI configured for `camera`, if any.
+    pub fn roi_of(&self, camera: &str) -> Option<Roi> {
+        self.camera_rois
+            .get(camera)
+            .map(|&[x, y, w, h]| Roi { x, y, w, h })
+    }
+
+    /// The camera named by `video`'s file name: the stem up to the first `camera_separator` (the
+    /// whole stem when there is none).
+    pub fn camera_from_file_name(&self, video: &Path) -> String {
+        let stem = video
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match stem.split_once(self.camera_separator.as_str()) {
+            Some((camera, _)) => camera.to_string(),
+            None => stem,
+        }
+    }
+}
+
 /// Everything `predict_video` needs besides the video.
 pub struct Predictor<'a> {
     /// The model, in eval mode on `device`.
@@ -156,10 +220,15 @@ pub struct VideoSummary {
     pub events: BTreeMap<String, usize>,
     /// Wall seconds spent.
     pub wall_s: f64,
-    /// Seconds the decode thread spent decoding and preparing windows.
+    /// Seconds the decode thread spent decoding and preparing windows (not counting time it waited
+    /// for the model to take a batch).
     pub decode_s: f64,
     /// Seconds spent in the model (including host/device transfer).
     pub model_s: f64,
+    /// The video's camera (from the events manifest or its file name), when a camera ROI was looked up.
+    pub camera: Option<String>,
+    /// The crop applied before scaling, source pixels (`--roi`, else the camera's configured ROI).
+    pub roi: Option<Roi>,
 }
 
 /// The marker written after a video's outputs: identifies what produced them.
@@ -264,8 +333,10 @@ impl Predictor<'_> {
         let video_path = video.to_path_buf();
         let decode = std::thread::spawn(move || -> (f64, f64) {
             let t = Instant::now();
-            let covered = decode_windows(&video_path, &spec, layout, batch_size, threads, &tx);
-            (t.elapsed().as_secs_f64(), covered)
+            let (covered, blocked_s) =
+                decode_windows(&video_path, &spec, layout, batch_size, threads, &tx);
+            // Time spent waiting for the model to take a batch is not decoding.
+            ((t.elapsed().as_secs_f64() - blocked_s).max(0.0), covered)
         });
 
         let n = self.spec.num_frames;
@@ -363,12 +434,15 @@ impl Predictor<'_> {
             wall_s: t0.elapsed().as_secs_f64(),
             decode_s,
             model_s,
+            camera: None,
+            roi: self.spec.roi,
         })
     }
 }
 
 /// The decode side: reads the video once at the window grid, prepares each frame once, and sends
-/// batches of normalised windows. Returns the seconds of video covered.
+/// batches of normalised windows. Returns the seconds of video covered and the seconds spent
+/// blocked on a full channel (waiting for the model).
 fn decode_windows(
     video: &Path,
     spec: &WindowSpec,
@@ -376,7 +450,14 @@ fn decode_windows(
     batch_size: usize,
     threads: usize,
     tx: &crossbeam_channel::Sender<Result<WindowBatch, PredictError>>,
-) -> f64 {
+) -> (f64, f64) {
+    let mut blocked_s = 0.0;
+    let mut send = |msg: Result<WindowBatch, PredictError>| {
+        let t = Instant::now();
+        let sent = tx.send(msg).is_ok();
+        blocked_s += t.elapsed().as_secs_f64();
+        sent
+    };
     let opts = ReaderOptions {
         fps: Some(spec.fps),
         start_s: spec.first_frame_time().max(0.0),
@@ -388,8 +469,8 @@ fn decode_windows(
     let mut reader = match FrameReader::open(video, &opts) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Err(e.into()));
-            return 0.0;
+            send(Err(e.into()));
+            return (0.0, blocked_s);
         }
     };
     let transform = ClipTransform::eval(spec.input_size, spec.mean, spec.std);
@@ -423,8 +504,8 @@ fn decode_windows(
             }
             Ok(None) => break,
             Err(e) => {
-                let _ = tx.send(Err(e.into()));
-                return last_t;
+                send(Err(e.into()));
+                return (last_t, blocked_s);
             }
         };
         // Frames before the next window's first frame are never needed (stride > num_frames).
@@ -464,16 +545,16 @@ fn decode_windows(
                         windows: Vec::new(),
                     },
                 );
-                if tx.send(Ok(full)).is_err() {
-                    return last_t;
+                if !send(Ok(full)) {
+                    return (last_t, blocked_s);
                 }
             }
         }
     }
     if !batch.windows.is_empty() {
-        let _ = tx.send(Ok(batch));
+        send(Ok(batch));
     }
-    last_t + 1.0 / spec.fps
+    (last_t + 1.0 / spec.fps, blocked_s)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
@@ -544,6 +625,36 @@ mod tests {
         for bad in ["3/3", "x/2", "1", "0/0", "-1/2"] {
             assert!(parse_shard(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn camera_names_and_rois_from_the_predict_section() {
+        let mut cfg = PredictConfig::default();
+        cfg.camera_rois.insert("cam0".into(), [10, 20, 300, 200]);
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.camera_from_file_name(Path::new("/v/cam0_pen1.mp4")),
+            "cam0"
+        );
+        assert_eq!(cfg.camera_from_file_name(Path::new("barn3.mkv")), "barn3");
+        assert_eq!(
+            cfg.roi_of("cam0"),
+            Some(Roi {
+                x: 10,
+                y: 20,
+                w: 300,
+                h: 200
+            })
+        );
+        assert_eq!(cfg.roi_of("cam1"), None);
+        cfg.camera_separator = "-".into();
+        assert_eq!(cfg.camera_from_file_name(Path::new("a-b_c.mp4")), "a");
+        cfg.camera_rois.insert("cam9".into(), [0, 0, 0, 5]);
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("predict.camera_rois.cam9"), "{e}");
+        cfg.camera_rois.remove("cam9");
+        cfg.camera_separator.clear();
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

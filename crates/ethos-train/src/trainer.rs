@@ -23,6 +23,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use tch::{Device, Kind, Tensor, nn};
 
+use ethos_data::chunks::ChunkLayout;
 use ethos_models::config::ClipAggregation;
 use ethos_models::{InputLayout, VideoModel};
 
@@ -123,6 +124,12 @@ pub trait BatchSource {
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_>;
+    /// For an evaluation source of frame-level chunks (in sample order): which frames of which
+    /// event each sample holds, so [`evaluate`] can average per-frame probabilities over the
+    /// chunks covering each frame. `None`: every sample is its own clip.
+    fn chunk_layout(&self) -> Option<&ChunkLayout> {
+        None
+    }
 }
 
 /// Converts a host batch to one tensor on `device` in the model's layout (one transfer per batch).
@@ -150,16 +157,132 @@ pub struct EvalOutput {
     pub losses: Vec<f64>,
     /// `Σ numerator / Σ denominator` over the pass.
     pub mean_loss: f64,
+    /// Per-frame probabilities of every frame of every clip (per-frame heads only).
+    pub frames: Option<FrameScores>,
+}
+
+/// Per-frame probabilities after the chunk ensemble, with each frame's true class.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameScores {
+    /// Row-major `(F, C)` probabilities, clip by clip, frame by frame.
+    pub probs: Vec<f64>,
+    /// True class of each frame (its clip's label).
+    pub labels: Vec<usize>,
 }
 
 impl EvalOutput {
-    /// Metrics of this pass, with `loss` set.
+    /// Metrics of this pass, with `loss` set (and frame-level metrics for per-frame heads).
     pub fn metrics(&self, classes: &[String]) -> Result<MetricSet, TrainError> {
         let flat: Vec<f64> = self.probs.iter().flatten().copied().collect();
-        MetricSet::compute(classes, &flat, &self.labels)
+        let m = MetricSet::compute(classes, &flat, &self.labels)
             .map(|m| m.with_loss(self.mean_loss))
-            .map_err(|e| TrainError::Internal(format!("metrics: {e}")))
+            .map_err(|e| TrainError::Internal(format!("metrics: {e}")))?;
+        Ok(match &self.frames {
+            Some(f) => m.with_frame_metrics(&f.probs, &f.labels),
+            None => m,
+        })
     }
+}
+
+/// FERAL's ensemble: per-sample per-frame probabilities `frame_probs[i]` (`(L, C)` row-major) of the
+/// chunks described by `layout` become, per event, the mean over the chunks covering each frame
+/// (a frame no chunk covers takes its nearest covered frame's value); the clip probability is then
+/// the frames' mean probability or vote fraction (`agg`), the clip loss the mean of its chunks'.
+/// `out` holds the chunk-level labels, event ids and losses; the result is one row per event.
+pub fn ensemble_chunks(
+    out: &EvalOutput,
+    frame_probs: &[Vec<f64>],
+    layout: &ChunkLayout,
+    num_classes: usize,
+    agg: ClipAggregation,
+) -> Result<EvalOutput, TrainError> {
+    let c = num_classes;
+    let l = layout.chunk_length;
+    let n = out.labels.len();
+    if layout.groups.len() != n || frame_probs.len() != n || layout.starts.len() != n {
+        return Err(TrainError::Internal(format!(
+            "chunk layout has {} samples, the evaluation {n}",
+            layout.groups.len()
+        )));
+    }
+    if let Some(fp) = frame_probs.iter().find(|fp| fp.len() != l * c) {
+        return Err(TrainError::BadInput(format!(
+            "the model gives {} per-frame predictions per chunk, the chunks have {l} frames \
+             (model.num_queries must equal data.chunk_length)",
+            fp.len() / c.max(1)
+        )));
+    }
+    let mut result = EvalOutput {
+        mean_loss: out.mean_loss,
+        ..EvalOutput::default()
+    };
+    let mut frames = FrameScores::default();
+    let mut i = 0;
+    while i < n {
+        let g = layout.groups[i];
+        let end = (i..n).find(|&j| layout.groups[j] != g).unwrap_or(n);
+        let f = layout.group_frames.get(g).copied().unwrap_or(l).max(l);
+        let mut sum = vec![0f64; f * c];
+        let mut count = vec![0u32; f];
+        for (probs, &start) in frame_probs[i..end].iter().zip(&layout.starts[i..end]) {
+            for (t, row) in probs.chunks_exact(c).enumerate() {
+                let frame = start + t;
+                if frame < f {
+                    count[frame] += 1;
+                    for (acc, v) in sum[frame * c..(frame + 1) * c].iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                }
+            }
+        }
+        let covered: Vec<usize> = (0..f).filter(|&t| count[t] > 0).collect();
+        let mut per_frame = vec![0f64; f * c];
+        for t in 0..f {
+            let src = match covered.binary_search(&t) {
+                Ok(_) => t,
+                Err(pos) => {
+                    let before = pos.checked_sub(1).map(|p| covered[p]);
+                    let after = covered.get(pos).copied();
+                    match (before, after) {
+                        (Some(b), Some(a)) if t - b <= a - t => b,
+                        (_, Some(a)) => a,
+                        (Some(b), None) => b,
+                        (None, None) => t,
+                    }
+                }
+            };
+            let k = count[src].max(1) as f64;
+            for cls in 0..c {
+                per_frame[t * c + cls] = sum[src * c + cls] / k;
+            }
+        }
+        let mut clip = vec![0f64; c];
+        for t in 0..f {
+            let row = &per_frame[t * c..(t + 1) * c];
+            match agg {
+                ClipAggregation::MeanProb => {
+                    for (acc, v) in clip.iter_mut().zip(row) {
+                        *acc += v / f as f64;
+                    }
+                }
+                ClipAggregation::MajorityVote => {
+                    clip[crate::metrics::argmax(row)] += 1.0 / f as f64;
+                }
+            }
+        }
+        let label = out.labels[i];
+        result.probs.push(clip);
+        result.labels.push(label);
+        result.event_idx.push(out.event_idx[i]);
+        result
+            .losses
+            .push(out.losses[i..end].iter().sum::<f64>() / (end - i) as f64);
+        frames.probs.extend(per_frame);
+        frames.labels.extend(std::iter::repeat_n(label, f));
+        i = end;
+    }
+    result.frames = Some(frames);
+    Ok(result)
 }
 
 /// Logits `(B, C)` or per-frame `(B, T', C)` to (loss-ready logits, loss-ready targets, clip
@@ -221,6 +344,10 @@ pub fn evaluate(
     progress: &Progress,
 ) -> Result<EvalOutput, TrainError> {
     let mut out = EvalOutput::default();
+    let mut frame_probs: Vec<Vec<f64>> = Vec::new();
+    // A clip-level head on frame-level chunks: its chunk probability stands for every frame of
+    // the chunk, so events still get the chunk ensemble and frame-level metrics.
+    let chunk_len = source.chunk_layout().map(|l| l.chunk_length as i64);
     let (mut num, mut den) = (0f64, 0f64);
     let n = source.num_batches();
     let bar = progress.bar(n as u64, &format!("eval {}", source.split()));
@@ -232,13 +359,29 @@ pub fn evaluate(
         let x = batch_tensor(&b, model.input_layout(), device);
         let labels = Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
         let targets = one_hot(&labels, loss.num_classes()).to_device(device);
-        let (parts, clip_p, frames) = tch::no_grad(|| {
+        let (parts, clip_p, frames, frame_p) = tch::no_grad(|| {
             autocast(amp, || {
                 let logits = model.forward_t(&x, false);
                 let (l, t, p, frames) = logits_for_loss(&logits, &targets, agg);
-                (loss.parts(&l, &t), p, frames)
+                let frame_p = match (logits.dim(), chunk_len) {
+                    (3, _) => Some(
+                        logits
+                            .to_kind(Kind::Float)
+                            .softmax(-1, Kind::Float)
+                            .flatten(1, 2),
+                    ),
+                    (2, Some(l)) => {
+                        let (b, c) = logits.size2().unwrap_or((0, 0));
+                        Some(p.unsqueeze(1).expand([b, l, c], false).flatten(1, 2))
+                    }
+                    _ => None,
+                };
+                (loss.parts(&l, &t), p, frames, frame_p)
             })
         });
+        if let Some(fp) = frame_p {
+            frame_probs.extend(to_rows(&fp));
+        }
         num += parts.numerator.double_value(&[]);
         den += parts.denominator.double_value(&[]);
         let per = to_vec_f64(&parts.per_sample);
@@ -254,7 +397,24 @@ pub fn evaluate(
     }
     bar.finish();
     out.mean_loss = if den > 0.0 { num / den } else { f64::NAN };
-    Ok(out)
+    if frame_probs.is_empty() || frame_probs.len() != out.labels.len() {
+        return Ok(out);
+    }
+    let c = loss.num_classes();
+    let layout = match source.chunk_layout() {
+        Some(l) => l.clone(),
+        None => {
+            // Whole clips: every sample is its own event of T frames.
+            let t = frame_probs[0].len() / c.max(1);
+            ChunkLayout {
+                chunk_length: t,
+                groups: (0..out.labels.len()).collect(),
+                starts: vec![0; out.labels.len()],
+                group_frames: vec![t; out.labels.len()],
+            }
+        }
+    };
+    ensemble_chunks(&out, &frame_probs, &layout, c, agg)
 }
 
 /// Progress reporting: an indicatif bar on a terminal, else one log line every N steps.
@@ -862,4 +1022,65 @@ pub fn write_per_sample_csv(
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ensemble_averages_overlapping_frames() {
+        // One event of 6 frames, chunks of 4 at starts 0 and 2 (2 classes), and one event of 4
+        // frames in one chunk.
+        let p = |v: &[f64]| v.iter().flat_map(|&x| [1.0 - x, x]).collect::<Vec<f64>>();
+        let frame_probs = vec![
+            p(&[0.1, 0.2, 0.3, 0.4]),
+            p(&[0.5, 0.6, 0.7, 0.8]),
+            p(&[0.9, 0.9, 0.9, 0.1]),
+        ];
+        let out = EvalOutput {
+            probs: vec![vec![0.0; 2]; 3],
+            labels: vec![1, 1, 0],
+            event_idx: vec![7, 7, 9],
+            losses: vec![1.0, 3.0, 0.5],
+            mean_loss: 1.5,
+            frames: None,
+        };
+        let layout = ChunkLayout {
+            chunk_length: 4,
+            groups: vec![0, 0, 1],
+            starts: vec![0, 2, 0],
+            group_frames: vec![6, 4],
+        };
+        let e = ensemble_chunks(&out, &frame_probs, &layout, 2, ClipAggregation::MeanProb).unwrap();
+        assert_eq!(e.labels, vec![1, 0]);
+        assert_eq!(e.event_idx, vec![7, 9]);
+        assert_eq!(e.losses, vec![2.0, 0.5]);
+        let f = e.frames.as_ref().unwrap();
+        let class1: Vec<f64> = f.probs.chunks(2).map(|r| r[1]).collect();
+        let want = [0.1, 0.2, 0.4, 0.5, 0.7, 0.8, 0.9, 0.9, 0.9, 0.1];
+        for (a, b) in class1.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{class1:?}");
+        }
+        assert_eq!(f.labels, vec![1, 1, 1, 1, 1, 1, 0, 0, 0, 0]);
+        assert!((e.probs[0][1] - 2.7 / 6.0).abs() < 1e-12);
+        let v = ensemble_chunks(
+            &out,
+            &frame_probs,
+            &layout,
+            2,
+            ClipAggregation::MajorityVote,
+        )
+        .unwrap();
+        // Event 9: frames vote class 1, 1, 1, 0.
+        assert_eq!(v.probs[1], vec![0.25, 0.75]);
+        let m = e.metrics(&["a".to_string(), "b".to_string()]).unwrap();
+        assert!(m.get("frame_map").is_some());
+        // A model whose per-frame output count differs from the chunk length is bad input.
+        let short = vec![p(&[0.1, 0.2]); 3];
+        assert!(matches!(
+            ensemble_chunks(&out, &short, &layout, 2, ClipAggregation::MeanProb),
+            Err(TrainError::BadInput(_))
+        ));
+    }
 }

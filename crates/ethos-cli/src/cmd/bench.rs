@@ -17,6 +17,9 @@ pub enum What {
     Decode(super::bench_decode::Args),
     /// Model speed: eval forward and train forward+backward medians per batch size (random weights).
     Model(super::bench_model::Args),
+    /// Long-video inference: video hours per wall hour and per CPU-hour, decode vs model time, for
+    /// generated 1080p/4K H.264 sources (small model, random weights).
+    Predict(super::bench_predict::Args),
     /// Internal: one measured decode in a fresh process (used by `bench decode`).
     #[command(hide = true)]
     DecodeChild(super::bench_decode::ChildArgs),
@@ -27,6 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Decode(a) => super::bench_decode::run(a),
         What::Model(a) => super::bench_model::run(a),
+        What::Predict(a) => super::bench_predict::run(a),
         What::DecodeChild(a) => super::bench_decode::run_child(a),
     }
 }

@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "caching {} clips into {} with {jobs} job(s): {} frames at {} fps (+{} margin each side), short side {}",
         all.len(),
         data.cache_dir.display(),
-        data.num_frames,
+        data.clip_frames(),
         data.fps,
         data.jitter_frames,
         data.cache_short_side

@@ -1,6 +1,6 @@
 //! `ethos demo [--out DIR]`: the whole pipeline on the CPU in minutes, with nothing to download —
 //! synthesises a barn dataset (`ethos synth`), builds the decoded-clip cache, trains the small
-//! `mvit_demo` MViT from scratch (`configs/demo.yaml`, embedded), evaluates on `val` and on the
+//! `r3d_demo` 3-D ResNet from scratch (`configs/demo.yaml`, embedded), evaluates on `val` and on the
 //! unseen camera (`test_ood`), writes the reports and prints a table.
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
     /// Labelled events to synthesise.
-    #[arg(long, default_value_t = 240)]
+    #[arg(long, default_value_t = 480)]
     pub events: usize,
     /// Frame size of the synthetic videos, WxH.
     #[arg(long, default_value = "320x192")]
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
             fps: 15,
             codec: "h264".into(),
             imbalance: 3.0,
-            minutes: 2.0,
+            minutes: 6.0,
         })?;
     }
 
@@ -134,7 +134,8 @@ pub fn run(args: Args) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         train_s
     );
-    eprintln!("demo: run directory   {}", summary.run_dir.display());
+    let run_dir = std::fs::canonicalize(&summary.run_dir).unwrap_or(summary.run_dir.clone());
+    eprintln!("demo: run directory   {}", run_dir.display());
     if let Some((value, epoch)) = summary.best {
         eprintln!(
             "demo: best {} {value:.3} at epoch {epoch}",

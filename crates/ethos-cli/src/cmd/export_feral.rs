@@ -178,8 +178,15 @@ pub fn run(args: Args) -> Result<()> {
             None => failed.push(format!("{name}: not processed")),
         }
     }
+    // FERAL reads `class_names` as a map from the class index (a string key) to the name.
+    let class_names: serde_json::Map<String, serde_json::Value> = data
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i.to_string(), serde_json::Value::from(c.as_str())))
+        .collect();
     let json = serde_json::json!({
-        "class_names": data.classes,
+        "class_names": class_names,
         "is_multilabel": false,
         "splits": splits,
         "labels": labels,

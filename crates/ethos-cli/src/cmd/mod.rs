@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_decode;
 pub mod bench_model;
+pub mod bench_predict;
 pub mod cache;
 pub mod demo;
 pub mod doctor;

@@ -2,6 +2,7 @@
 //! inference over long videos into per-window probabilities and merged behaviour events
 //! (see `ethos_train::predict` for the windowing, outputs and resume rules).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,9 @@ pub struct Args {
     /// Config to take data/model settings from (default: the one stored in the checkpoint).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Override a config key (`key=value`, repeatable), e.g. `predict.camera_rois.cam0=[0,0,1920,1080]`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Output folder (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -37,7 +41,8 @@ pub struct Args {
     /// A text file with one video path per line (relative paths are relative to the file; `#` comments).
     #[arg(long)]
     pub list: Option<PathBuf>,
-    /// Window length in seconds (default: the model's num_frames / fps).
+    /// Window length in seconds (default: the model's frames per input / fps: data.num_frames, or
+    /// data.chunk_length for frame-level runs).
     #[arg(long)]
     pub window: Option<f64>,
     /// Stride between windows in seconds, rounded to whole frames (default: half the window).
@@ -62,7 +67,8 @@ pub struct Args {
     /// Take shard i of N of the video list (`i/N`, 0-based): list positions i, i+N, ...
     #[arg(long)]
     pub shard: Option<String>,
-    /// Crop every video to this region first (x,y,w,h in source pixels).
+    /// Crop every video to this region first (x,y,w,h in source pixels); overrides the config's
+    /// per-camera `predict.camera_rois`.
     #[arg(long)]
     pub roi: Option<String>,
     /// Decoder threads per video.
@@ -110,8 +116,13 @@ pub fn run(args: Args) -> Result<()> {
     let (_, stored) = checkpoint::load_state(&args.checkpoint)
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let cfg = match &args.config {
-        Some(p) => RunConfig::load(p, &[])?,
-        None => from_resolved(&stored, &args.checkpoint)?,
+        Some(p) => RunConfig::load(p, &args.set)?,
+        None if args.set.is_empty() => from_resolved(&stored, &args.checkpoint)?,
+        None => {
+            let text =
+                serde_norway::to_string(&stored).context("re-serialising the stored config")?;
+            RunConfig::from_yaml_str(&text, &args.checkpoint, &args.set)?
+        }
     };
     let classes = cfg.data.classes.clone();
     let videos = video_list(&args)?;
@@ -125,7 +136,8 @@ pub fn run(args: Args) -> Result<()> {
     check_unique_names(&videos)?;
 
     let fps = cfg.data.fps;
-    let n = cfg.data.num_frames as usize;
+    // Frames per model input: data.chunk_length for frame-level (FERAL-head) runs.
+    let n = cfg.data.clip_frames();
     let window_s = args.window.unwrap_or(n as f64 / fps);
     let spec = WindowSpec {
         fps,
@@ -156,10 +168,10 @@ pub fn run(args: Args) -> Result<()> {
     let model = load_checkpoint_model(&args.checkpoint, &cfg, &mut vs)?;
     vs.freeze();
 
-    let settings_hash = settings_hash(&args.checkpoint, &spec, &merge, &classes)?;
+    let cameras = CameraRois::new(&cfg, args.roi.is_some());
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let predictor = Predictor {
+    let mut predictor = Predictor {
         model: model.as_ref(),
         device,
         spec: spec.clone(),
@@ -184,6 +196,17 @@ pub fn run(args: Args) -> Result<()> {
         }
         let name = video.display().to_string();
         let outputs = predict::outputs_for(&args.out, video);
+        let camera = cameras.camera_of(video);
+        predictor.spec.roi = match &camera {
+            Some(c) => cfg.predict.roi_of(c),
+            None => spec.roi,
+        };
+        let settings_hash = settings_hash(
+            &args.checkpoint,
+            &predictor.spec,
+            &predictor.merge,
+            &classes,
+        )?;
         if predict::is_complete(&outputs, &settings_hash) {
             eprintln!(
                 "predict [{}/{}] {name}: outputs complete, skipped",
@@ -193,12 +216,15 @@ pub fn run(args: Args) -> Result<()> {
             per_video.push(VideoSummary {
                 video: name,
                 status: "skipped".into(),
+                camera,
+                roi: predictor.spec.roi,
                 ..Default::default()
             });
             continue;
         }
         match predictor.predict_video(video, &name, &outputs, &settings_hash) {
-            Ok(s) => {
+            Ok(mut s) => {
+                s.camera = camera;
                 let events: Vec<String> =
                     s.events.iter().map(|(c, k)| format!("{c} {k}")).collect();
                 eprintln!(
@@ -220,6 +246,8 @@ pub fn run(args: Args) -> Result<()> {
                     video: name,
                     status: "failed".into(),
                     error: Some(e.to_string()),
+                    camera,
+                    roi: predictor.spec.roi,
                     ..Default::default()
                 });
             }
@@ -286,6 +314,82 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Finds each video's camera for `predict.camera_rois`: its `camera` value in the events manifest
+/// (matched by path under `data.videos_root`, else by file name when that name has one camera),
+/// otherwise the file-name rule of [`ethos_train::predict::PredictConfig`].
+struct CameraRois {
+    /// False when there are no camera ROIs or `--roi` overrides them.
+    active: bool,
+    config: ethos_train::predict::PredictConfig,
+    by_path: HashMap<PathBuf, String>,
+    /// File name -> camera; `None` when the manifest gives that file name several cameras.
+    by_name: HashMap<String, Option<String>>,
+}
+
+impl CameraRois {
+    fn new(cfg: &RunConfig, cli_roi: bool) -> Self {
+        let active = !cli_roi && !cfg.predict.camera_rois.is_empty();
+        let mut by_path = HashMap::new();
+        let mut by_name: HashMap<String, Option<String>> = HashMap::new();
+        if active {
+            match ethos_data::manifest::EventsManifest::load(&cfg.data.events, None, &[]) {
+                Ok(m) => {
+                    for e in &m.events {
+                        let Some(camera) = &e.camera else { continue };
+                        let path = cfg.data.videos_root.join(&e.video);
+                        by_path.insert(canonical(&path), camera.clone());
+                        if let Some(name) = e.video.file_name() {
+                            let name = name.to_string_lossy().into_owned();
+                            by_name
+                                .entry(name)
+                                .and_modify(|c| {
+                                    if c.as_deref() != Some(camera.as_str()) {
+                                        *c = None;
+                                    }
+                                })
+                                .or_insert_with(|| Some(camera.clone()));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "predict.camera_rois: cannot read the events manifest {} ({e}); cameras come from file names",
+                    cfg.data.events.display()
+                ),
+            }
+        }
+        Self {
+            active,
+            config: cfg.predict.clone(),
+            by_path,
+            by_name,
+        }
+    }
+
+    /// The camera of `video`, or `None` when camera ROIs are not in use.
+    fn camera_of(&self, video: &Path) -> Option<String> {
+        if !self.active {
+            return None;
+        }
+        if let Some(c) = self.by_path.get(&canonical(video)) {
+            return Some(c.clone());
+        }
+        let name = video
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(Some(c)) = self.by_name.get(&name) {
+            return Some(c.clone());
+        }
+        Some(self.config.camera_from_file_name(video))
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn video_list(args: &Args) -> Result<Vec<PathBuf>> {

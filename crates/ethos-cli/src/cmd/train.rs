@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tch::{Device, nn};
 
+use ethos_data::chunks::{ChunkLayout, ChunkSampler, ChunkedDataset};
 use ethos_data::config::DataConfig;
 use ethos_data::dataset::ClipDataset;
 use ethos_data::loader::{ClipSource, Loader, LoaderOptions};
 use ethos_data::sampler::{BalancedSampler, Sampler, SequentialSampler, ShuffleSampler};
 use ethos_data::transforms::{ClipTransform, Layout};
-use ethos_models::config::{Arch, ModelConfig};
+use ethos_models::config::{Arch, HeadKind, ModelConfig};
 use ethos_models::{InputLayout, VideoModel};
 use ethos_train::checkpoint;
 use ethos_train::config::{ResumeSpec, SamplerKind};
@@ -147,6 +148,7 @@ pub struct LoaderSource {
     loader: Loader,
     sampler: Box<dyn Sampler>,
     samples: usize,
+    chunk_layout: Option<ChunkLayout>,
 }
 
 impl LoaderSource {
@@ -159,14 +161,28 @@ impl LoaderSource {
         layout: Layout,
     ) -> Self {
         let split = dataset.split().to_string();
-        let source: Arc<dyn ClipSource> = dataset;
+        Self::from_source(data, &split, dataset, transform, sampler, layout, None)
+    }
+
+    /// A loader over any clip source (e.g. the chunks of a frame-level split); `chunk_layout`
+    /// describes the samples' frames for the per-frame ensemble of evaluation sources.
+    pub fn from_source(
+        data: &DataConfig,
+        split: &str,
+        source: Arc<dyn ClipSource>,
+        transform: ClipTransform,
+        sampler: Box<dyn Sampler>,
+        layout: Layout,
+        chunk_layout: Option<ChunkLayout>,
+    ) -> Self {
+        let split = split.to_string();
         let opts = LoaderOptions {
             batch_size: data.batch_size,
             num_workers: data.num_workers,
             queue_depth: (2 * data.num_workers).max(2),
             seed: data.seed,
             layout,
-            num_frames: data.num_frames,
+            num_frames: data.clip_frames(),
             drop_last: false,
         };
         let samples = sampler.epoch_len();
@@ -175,6 +191,7 @@ impl LoaderSource {
             loader: Loader::new(source, transform, opts),
             sampler,
             samples,
+            chunk_layout,
         }
     }
 }
@@ -212,6 +229,9 @@ impl BatchSource for LoaderSource {
                 }),
         )
     }
+    fn chunk_layout(&self) -> Option<&ChunkLayout> {
+        self.chunk_layout.as_ref()
+    }
 }
 
 /// Opens a split in the configured mode (building missing cache entries), with a message that
@@ -229,10 +249,26 @@ pub fn open_split(data: &DataConfig, split: &str) -> Result<Arc<ClipDataset>> {
     Ok(Arc::new(ds))
 }
 
-/// An eval-mode source (no augmentation, sequential order) over a split.
+/// An eval-mode source (no augmentation, sequential order) over a split; with
+/// `data.chunk_length`, every chunk of every event, with the layout for the per-frame ensemble.
 pub fn eval_source(data: &DataConfig, ds: Arc<ClipDataset>, layout: Layout) -> LoaderSource {
-    let n = ds.len();
     let transform = ClipTransform::eval(data.input_size as usize, data.mean, data.std);
+    if let Some((length, shift)) = data.chunking() {
+        let split = ds.split().to_string();
+        let chunks = Arc::new(ChunkedDataset::new(ds, length, shift));
+        let n = ClipSource::len(&*chunks);
+        let chunk_layout = chunks.layout();
+        return LoaderSource::from_source(
+            data,
+            &split,
+            chunks,
+            transform,
+            Box::new(SequentialSampler::new(n)),
+            layout,
+            Some(chunk_layout),
+        );
+    }
+    let n = ds.len();
     LoaderSource::new(
         data,
         ds,
@@ -240,6 +276,26 @@ pub fn eval_source(data: &DataConfig, ds: Arc<ClipDataset>, layout: Layout) -> L
         Box::new(SequentialSampler::new(n)),
         layout,
     )
+}
+
+/// The training source: every event per epoch in `sampler`'s order; with `data.chunk_length`,
+/// one chunk per event per epoch, chosen from (seed, epoch, position).
+pub fn train_source(
+    data: &DataConfig,
+    ds: Arc<ClipDataset>,
+    transform: ClipTransform,
+    sampler: Box<dyn Sampler>,
+    layout: Layout,
+) -> LoaderSource {
+    match data.chunking() {
+        Some((length, shift)) => {
+            let split = ds.split().to_string();
+            let chunks = Arc::new(ChunkedDataset::new(ds, length, shift));
+            let sampler = Box::new(ChunkSampler::new(sampler, &chunks));
+            LoaderSource::from_source(data, &split, chunks, transform, sampler, layout, None)
+        }
+        None => LoaderSource::new(data, ds, transform, sampler, layout),
+    }
 }
 
 /// Builds the model of `cfg` under `vs` with `num_classes` outputs and loads `model.weights`.
@@ -271,34 +327,47 @@ pub fn build_model(
             )
         }
         Arch::R3d18 => {
-            if let ModelSource::Preset(n) = &source
-                && n != "r3d_18"
-            {
+            use ethos_models::r3d::{R3D_PRESETS, R3dConfig};
+            let ModelSource::Preset(n) = &source else {
                 return Err(BadInput(format!(
-                    "model.preset `{n}`: the r3d_18 architecture has the preset r3d_18"
+                    "model.config: the r3d_18 architecture is built from a preset ({}), not a config file",
+                    R3D_PRESETS.join(", ")
                 ))
                 .into());
-            }
-            let rc = ethos_models::r3d::R3dConfig {
-                num_classes: k,
-                head_dropout: cfg.head_dropout,
             };
+            let rc = R3dConfig::preset(n, k, cfg.head_dropout).ok_or_else(|| {
+                BadInput(format!(
+                    "model.preset `{n}`: the r3d_18 architecture has the presets {}",
+                    R3D_PRESETS.join(", ")
+                ))
+            })?;
             (Box::new(ethos_models::r3d::R3d18::new(&root, &rc)), "fc.")
         }
-        Arch::Vjepa2 => {
-            let built =
-                registry::build_model(cfg.arch, &source, Some(k), &root).context("model")?;
-            (built.model, "classifier.")
-        }
+        Arch::Vjepa2 => build_vjepa2(cfg, &source, k, vs)?,
     };
     if let Some(w) = &cfg.weights {
         let tensors = ethos_models::weights::read_tensors(w)
             .with_context(|| format!("model.weights {}", w.display()))?;
-        let opts = ethos_models::weights::LoadOptions {
+        let mut opts = ethos_models::weights::LoadOptions {
             strict: true,
             rename: Vec::new(),
             skip_prefixes: vec![head_prefix.to_string()],
         };
+        if cfg.arch == Arch::Vjepa2 {
+            // Hugging Face names: `VJEPA2ForVideoClassification` (vjepa2.encoder.*, pooler.*,
+            // classifier.*) or a bare `VJEPA2Model` (encoder.*, predictor.*). The FERAL head is new;
+            // a checkpoint's pooler/classifier are then unused, and an encoder-only checkpoint
+            // leaves the HF pooler freshly initialised.
+            let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+            let has_pooler = keys.iter().any(|k| k.starts_with("pooler."));
+            let wl = ethos_models::vjepa2::Vjepa2WeightLayout::detect(&keys);
+            opts.rename = wl.rename;
+            opts.skip_prefixes.extend(wl.skip_prefixes);
+            if cfg.head == HeadKind::Feral || !has_pooler {
+                opts.skip_prefixes
+                    .extend(["pooler.".to_string(), "classifier.".to_string()]);
+            }
+        }
         let report = ethos_models::weights::load_into(vs, tensors, &opts)
             .with_context(|| format!("loading model.weights {}", w.display()))?;
         tracing::info!(
@@ -308,6 +377,46 @@ pub fn build_model(
         );
     }
     Ok(model)
+}
+
+/// V-JEPA 2 from `model.config` (HF `config.json`) or a preset with the configured head (`model.head`:
+/// the HF attentive pooler + linear classifier, or the FERAL head with `model.num_queries` queries),
+/// its patch embedding and first `model.freeze_encoder_layers` blocks frozen (out of the
+/// optimiser, run without a graph). Returns the model and the prefix of its new head.
+fn build_vjepa2(
+    cfg: &ModelConfig,
+    source: &ethos_models::registry::ModelSource,
+    k: i64,
+    vs: &nn::VarStore,
+) -> Result<(Box<dyn VideoModel>, &'static str)> {
+    use ethos_models::feral_head::{FeralHeadConfig, Vjepa2FeralModel};
+    use ethos_models::vjepa2::Vjepa2ForVideoClassification;
+    let vc = ethos_models::registry::vjepa2_config(source, Some(k)).context("model")?;
+    let n = cfg.freeze_encoder_layers;
+    let root = vs.root();
+    Ok(match cfg.head {
+        HeadKind::Feral => {
+            let hc = FeralHeadConfig::for_encoder(&vc, k, cfg.num_queries as i64, cfg.head_dropout);
+            let mut m = Vjepa2FeralModel::new(&root, &vc, &hc)
+                .context("building V-JEPA 2 with the FERAL head")?;
+            m.freeze_encoder_layers(vs, n)
+                .context("model.freeze_encoder_layers")?;
+            (Box::new(m), "feral_head.")
+        }
+        HeadKind::Linear => {
+            let mut m =
+                Vjepa2ForVideoClassification::new(&root, &vc).context("building V-JEPA 2")?;
+            let prefixes = m
+                .encoder()
+                .freeze_prefixes(n)
+                .context("model.freeze_encoder_layers")?;
+            ethos_models::freeze::freeze_prefixes(vs, &prefixes);
+            m.encoder_mut()
+                .set_frozen_blocks(n)
+                .context("model.freeze_encoder_layers")?;
+            (Box::new(m), "classifier.")
+        }
+    })
 }
 
 /// Class weights, loss, metric key: what the train split's labels decide.
@@ -376,6 +485,16 @@ pub fn execute(
         run_dir.display()
     );
 
+    if cfg.train.grad_checkpointing {
+        // tch exposes no activation-checkpointing API and ethos has no per-block recomputation.
+        return Err(BadInput(format!(
+            "config {}: train.grad_checkpointing = true: per-block recomputation is not implemented \
+             (tch has no checkpointing API); set it to false and reduce data.batch_size, \
+             data.chunk_length or freeze more layers (model.freeze_encoder_layers) instead",
+            cfg.path.display()
+        ))
+        .into());
+    }
     let device = device_of(cfg)?;
     let classes = cfg.data.classes.clone();
     let metric_key = MetricKey::parse(&cfg.train.metric_key, &classes).map_err(|e| {
@@ -384,6 +503,17 @@ pub fn execute(
             cfg.path.display()
         ))
     })?;
+    if metric_key.is_frame_level()
+        && cfg.model.head != HeadKind::Feral
+        && cfg.data.chunk_length.is_none()
+    {
+        return Err(BadInput(format!(
+            "config {}: train.metric_key = {}: frame-level metrics need a per-frame head (model.head: feral) or frame-level chunks (data.chunk_length)",
+            cfg.path.display(),
+            cfg.train.metric_key
+        ))
+        .into());
+    }
     let train_ds = open_split(&cfg.data, "train")?;
     let val_ds = open_split(&cfg.data, "val")?;
     let train_file = cfg
@@ -410,7 +540,7 @@ pub fn execute(
         cfg.data.mean,
         cfg.data.std,
     );
-    let train_src = LoaderSource::new(&cfg.data, Arc::clone(&train_ds), train_tf, sampler, layout);
+    let train_src = train_source(&cfg.data, Arc::clone(&train_ds), train_tf, sampler, layout);
     let val_src = eval_source(&cfg.data, Arc::clone(&val_ds), layout);
 
     let accumulation = Accumulation {
@@ -428,16 +558,29 @@ pub fn execute(
         .map_err(|e| BadInput(format!("config {}: optim: {e}", cfg.path.display())))?;
     let counts = ethos_models::freeze::param_counts(&vs);
     tracing::info!(
-        "model {} ({}): {} trainable / {} frozen parameters on {:?}; {} train / {} val clips, {} batches per epoch",
+        "model {} ({}, {} head): {} trainable / {} total parameters ({} frozen) on {:?}; {} train / {} val clips, {} batches per epoch",
         cfg.model.arch,
         cfg.model.preset.as_deref().unwrap_or("config"),
+        match cfg.model.head {
+            HeadKind::Linear => "linear",
+            HeadKind::Feral => "FERAL",
+        },
         counts.trainable_params,
+        counts.trainable_params + counts.frozen_params,
         counts.frozen_params,
         device,
         train_ds.len(),
         val_ds.len(),
         train_src.num_batches()
     );
+    if let Some((length, shift)) = cfg.data.chunking() {
+        tracing::info!(
+            "frame-level chunks of {length} frames, shift {shift} at {} fps: {} train samples per epoch (one chunk per event), {} val chunks",
+            cfg.data.fps,
+            train_src.num_samples(),
+            val_src.num_samples()
+        );
+    }
     let setup = TrainerSetup {
         classes: classes.clone(),
         train: cfg.train.clone(),

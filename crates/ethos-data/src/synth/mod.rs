@@ -217,19 +217,44 @@ impl VideoPlan {
         render::render_frame(bg, &self.cam, &self.calves, &self.sim.frames[i], out);
     }
 
-    /// The annotator's box of an event: the two calves' extent over the event, padded.
+    /// The annotator's box of an event: the contact region, a square of about 1.5 body lengths
+    /// (world metres, projected) around the sucker's mouth, with a little jitter of size and centre.
+    /// A box of the pair's whole extent would hold most of a crowded pen at this camera distance,
+    /// and the crop would no longer show what the label is about.
     fn event_roi(&self, ev: &SimEvent, rng: &mut ChaCha8Rng) -> Roi {
-        let mut b = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-        for f in ev.start_frame..ev.end_frame.min(self.sim.frames.len()) {
-            for calf in [ev.sucker, ev.target] {
-                let c = scene::calf_bbox(&self.sim.frames[f][calf], &self.calves[calf], &self.cam);
-                b = (b.0.min(c.0), b.1.min(c.1), b.2.max(c.2), b.3.max(c.3));
-            }
+        let frames = ev.start_frame
+            ..ev.end_frame
+                .min(self.sim.frames.len())
+                .max(ev.start_frame + 1);
+        let (mut cx, mut cy, mut n) = (0.0f32, 0.0f32, 0.0f32);
+        for f in frames {
+            let Some(pose) = self.sim.frames.get(f).map(|p| &p[ev.sucker]) else {
+                continue;
+            };
+            let m = scene::Anatomy::of(pose, self.calves[ev.sucker].size).mouth;
+            cx += m.x;
+            cy += m.y;
+            n += 1.0;
         }
-        let (w, h) = ((b.2 - b.0).max(1.0), (b.3 - b.1).max(1.0));
-        let mut pad = |size: f32| size * rng.random_range(0.06..0.2) + 2.0;
-        let (x0, x1) = (b.0 - pad(w), b.2 + pad(w));
-        let (y0, y1) = (b.1 - pad(h), b.3 + pad(h));
+        let centre = if n > 0.0 {
+            V2::new(cx / n, cy / n)
+        } else {
+            V2::default()
+        };
+        let half_side = 0.5 * 1.6 * self.calves[ev.target].size * rng.random_range(0.9..1.15);
+        let shift = V2::new(
+            rng.random_range(-0.12..0.12) * half_side,
+            rng.random_range(-0.12..0.12) * half_side,
+        );
+        let c = centre.plus(shift);
+        let mut b = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+        for (sx, sy) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)] {
+            let (u, v) = self
+                .cam
+                .project(c.plus(V2::new(sx * half_side, sy * half_side)));
+            b = (b.0.min(u), b.1.min(v), b.2.max(u), b.3.max(v));
+        }
+        let (x0, x1, y0, y1) = (b.0, b.2, b.1, b.3);
         let (fw, fh) = (self.cam.width as f32, self.cam.height as f32);
         let x0 = x0.clamp(0.0, fw - 2.0).floor();
         let y0 = y0.clamp(0.0, fh - 2.0).floor();
@@ -289,7 +314,7 @@ pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
                 look.fill,
                 half,
             );
-            let n_calves = rng.random_range(5..=7);
+            let n_calves = rng.random_range(4..=6);
             let calves: Vec<CalfLook> = (0..n_calves).map(|_| CalfLook::random(&mut rng)).collect();
             let params = scene::SimParams {
                 half,
@@ -543,8 +568,8 @@ augmentation:\n\
 \x20 use_mixup: false\n\
 \x20 mixup_alpha: 0.4\n\
 model:\n\
-\x20 arch: mvit\n\
-\x20 preset: mvit_demo\n\
+\x20 arch: r3d_18\n\
+\x20 preset: r3d_demo\n\
 train:\n\
 \x20 epochs: 8\n",
         seed = spec.seed,

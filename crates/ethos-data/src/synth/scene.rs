@@ -200,12 +200,16 @@ impl CalfLook {
                 (c, rx, ry, jitter(patch_base, rng))
             })
             .collect();
-        let head = if rng.random_bool(0.5) {
-            coat
+        // Faces contrast with the coat (a Hereford-style white face on a dark coat, a dark face on a
+        // light one): the head end of a calf must be told from its rear end, which is what separates
+        // ear from tail sucking.
+        let luma = |c: [u8; 3]| 0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32;
+        let head = if luma(coat) > 150.0 {
+            jitter([48, 40, 38], rng)
         } else {
-            jitter(patch_base, rng)
+            jitter([240, 236, 228], rng)
         };
-        let ear = head.map(|v| (v as f32 * 0.8) as u8);
+        let ear = head.map(|v| (v as f32 * 0.85) as u8);
         let muzzle = if rng.random_bool(0.5) {
             [205, 160, 150]
         } else {
@@ -433,20 +437,6 @@ pub fn calf_shapes(pose: &Pose, look: &CalfLook, cam: &Camera) -> Vec<(Vec<(f32,
         Paint::Solid(look.muzzle),
     ));
     out
-}
-
-/// Axis-aligned image bounding box `(x0, y0, x1, y1)` of a calf's shapes (shadow excluded).
-pub fn calf_bbox(pose: &Pose, look: &CalfLook, cam: &Camera) -> (f32, f32, f32, f32) {
-    let mut b = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
-    for (poly, paint) in calf_shapes(pose, look, cam) {
-        if matches!(paint, Paint::Darken(_)) {
-            continue;
-        }
-        for (x, y) in poly {
-            b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
-        }
-    }
-    b
 }
 
 /// Body part a sucker holds: the class of an event.

@@ -146,7 +146,7 @@ fn config_yaml_names_the_written_files() {
         v["data"]["splits"]["test_ood"].as_str(),
         Some("splits/test_ood.csv")
     );
-    assert_eq!(v["model"]["preset"].as_str(), Some("mvit_demo"));
+    assert_eq!(v["model"]["preset"].as_str(), Some("r3d_demo"));
     // The sections parse (unknown keys are errors there) and validate.
     let data: crate::config::DataConfig = serde_norway::from_value(v["data"].clone()).unwrap();
     data.validate().unwrap();

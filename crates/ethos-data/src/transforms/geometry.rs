@@ -106,12 +106,52 @@ pub fn resized_crop(
     out_w: usize,
 ) -> Clip {
     let mut out = Clip::zeros(clip.frames, out_h, out_w);
+    resized_crop_into(resizer, clip, crop, out_h, out_w, &mut out.data);
+    out
+}
+
+/// As [`resized_crop`], writing the `(T, out_h, out_w, 3)` result into `out` (exactly that many
+/// bytes), so a worker can reuse one buffer for every sample.
+pub fn resized_crop_into(
+    resizer: &mut Resizer,
+    clip: &Clip,
+    crop: CropBox,
+    out_h: usize,
+    out_w: usize,
+    out: &mut [u8],
+) {
+    let out_len = out_h * out_w * 3;
+    assert_eq!(out.len(), clip.frames * out_len, "output has T*H*W*3 bytes");
+    if out_len == 0 {
+        return;
+    }
+    for (t, dst) in out.chunks_exact_mut(out_len).enumerate() {
+        resized_crop_frame(
+            resizer,
+            clip.frame(t),
+            clip.height,
+            clip.width,
+            crop,
+            (out_h, out_w),
+            dst,
+        );
+    }
+}
+
+/// [`resized_crop`] of one `height` x `width` frame into `out` (`out_h * out_w * 3` bytes).
+pub(crate) fn resized_crop_frame(
+    resizer: &mut Resizer,
+    frame: &[u8],
+    height: usize,
+    width: usize,
+    crop: CropBox,
+    (out_h, out_w): (usize, usize),
+    out: &mut [u8],
+) {
     if crop.height == out_h && crop.width == out_w {
         // A pure crop needs no resampling (and must be exact).
-        for t in 0..clip.frames {
-            copy_crop(clip.frame(t), clip.width, crop, out.frame_mut(t));
-        }
-        return out;
+        copy_crop(frame, width, crop, out);
+        return;
     }
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
@@ -121,26 +161,13 @@ pub fn resized_crop(
             crop.width as f64,
             crop.height as f64,
         );
-    for t in 0..clip.frames {
-        let src = ImageRef::new(
-            clip.width as u32,
-            clip.height as u32,
-            clip.frame(t),
-            PixelType::U8x3,
-        )
+    let src = ImageRef::new(width as u32, height as u32, frame, PixelType::U8x3)
         .expect("a Clip frame has exactly H*W*3 bytes");
-        let mut dst = Image::from_slice_u8(
-            out_w as u32,
-            out_h as u32,
-            out.frame_mut(t),
-            PixelType::U8x3,
-        )
+    let mut dst = Image::from_slice_u8(out_w as u32, out_h as u32, out, PixelType::U8x3)
         .expect("output frame has exactly H*W*3 bytes");
-        resizer
-            .resize(&src, &mut dst, &options)
-            .expect("crop box lies inside the frame and pixel types match");
-    }
-    out
+    resizer
+        .resize(&src, &mut dst, &options)
+        .expect("crop box lies inside the frame and pixel types match");
 }
 
 /// Resizes every frame so that its short side is `short` (torchvision `Resize(short)`).
@@ -158,13 +185,23 @@ pub fn resize_short_side(resizer: &mut Resizer, clip: &Clip, short: usize) -> Cl
 /// Copies `crop` out of every frame (no resampling).
 pub fn crop(clip: &Clip, crop: CropBox) -> Clip {
     let mut out = Clip::zeros(clip.frames, crop.height, crop.width);
-    for t in 0..clip.frames {
-        copy_crop(clip.frame(t), clip.width, crop, out.frame_mut(t));
-    }
+    crop_into(clip, crop, &mut out.data);
     out
 }
 
-fn copy_crop(frame: &[u8], width: usize, crop: CropBox, out: &mut [u8]) {
+/// As [`crop`], into `out` (exactly `T * crop.height * crop.width * 3` bytes).
+pub fn crop_into(clip: &Clip, crop: CropBox, out: &mut [u8]) {
+    let out_len = crop.height * crop.width * 3;
+    assert_eq!(out.len(), clip.frames * out_len, "output has T*H*W*3 bytes");
+    if out_len == 0 {
+        return;
+    }
+    for (t, dst) in out.chunks_exact_mut(out_len).enumerate() {
+        copy_crop(clip.frame(t), clip.width, crop, dst);
+    }
+}
+
+pub(crate) fn copy_crop(frame: &[u8], width: usize, crop: CropBox, out: &mut [u8]) {
     let row_bytes = crop.width * 3;
     for (r, dst) in out.chunks_exact_mut(row_bytes).enumerate() {
         let start = ((crop.top + r) * width + crop.left) * 3;

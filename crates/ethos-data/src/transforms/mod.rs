@@ -15,7 +15,10 @@ use rand::Rng;
 
 pub use geometry::CropBox;
 pub use normalize::{Layout, Normalizer};
-pub use trivial_augment::{AugmentOp, AugmentParams};
+pub use trivial_augment::{AugmentOp, AugmentParams, AugmentScratch};
+
+use normalize::PixelSource;
+use trivial_augment::{OUTSIDE, Prepared};
 
 use crate::config::AugmentationConfig;
 
@@ -28,6 +31,32 @@ pub struct TransformParams {
     pub flip: bool,
     /// TrivialAugmentWide op and magnitude.
     pub augment: Option<AugmentParams>,
+}
+
+/// One worker's buffers for [`ClipTransform::apply_normalized`]: the resampler, one cropped and
+/// resized uint8 frame and the augmentation's tables, reused from sample to sample.
+pub struct TransformScratch {
+    resizer: Resizer,
+    frame: Vec<u8>,
+    augment: AugmentScratch,
+}
+
+impl Default for TransformScratch {
+    fn default() -> Self {
+        Self {
+            resizer: Resizer::new(),
+            frame: Vec::new(),
+            augment: AugmentScratch::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TransformScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransformScratch")
+            .field("frame_bytes", &self.frame.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The spatial transform of the pipeline: train (augmenting) or eval (deterministic).
@@ -139,6 +168,102 @@ impl ClipTransform {
     pub fn normalize_into(&self, clip: &Clip, layout: Layout, out: &mut [f32]) {
         self.normalizer.write(clip, layout, out);
     }
+
+    /// [`ClipTransform::apply`] then [`ClipTransform::normalize_into`] in one go, bit for bit the
+    /// same values: `out` gets `3 * T * size * size` float32 in `layout`. The crop is resampled
+    /// into `scratch`; point operations are folded into the normalisation tables, flips and warps
+    /// into the pass that writes `out`, so each pixel is read and written once after resizing.
+    /// Panics if `out` has another length.
+    pub fn apply_normalized(
+        &self,
+        scratch: &mut TransformScratch,
+        clip: &Clip,
+        params: &TransformParams,
+        layout: Layout,
+        out: &mut [f32],
+    ) {
+        let (size, frames) = (self.input_size, clip.frames);
+        let plane = size * size;
+        assert_eq!(
+            out.len(),
+            3 * frames * plane,
+            "output slice has C*T*H*W values"
+        );
+        let TransformScratch {
+            resizer,
+            frame: buf,
+            augment: aug_scratch,
+        } = scratch;
+        let prepared = match params.augment {
+            Some(a) if frames > 0 && size > 0 => {
+                trivial_augment::prepare(a, size, size, aug_scratch)
+            }
+            _ => Prepared::Identity,
+        };
+        let fixed = match prepared {
+            Prepared::Lut(lut) => self.normalizer.composed(&[lut; 3]),
+            _ => *self.normalizer.tables(),
+        };
+        if prepared == Prepared::Warp && params.flip {
+            // The warp reads the mirrored frame: mirror its source columns instead.
+            for i in aug_scratch.map.iter_mut().filter(|i| **i != OUTSIDE) {
+                let (y, x) = (*i as usize / size, *i as usize % size);
+                *i = (y * size + size - 1 - x) as u32;
+            }
+        }
+        // Eval: resize the short side of the whole clip first (rare path; allocates).
+        let resized = match params.crop {
+            None if clip.height.min(clip.width) != size => {
+                Some(geometry::resize_short_side(resizer, clip, size))
+            }
+            _ => None,
+        };
+        buf.resize(plane * 3, 0);
+        // Frame by frame, so the resized frame is still in cache when it is augmented and written.
+        for t in 0..frames {
+            let frame = &mut buf[..];
+            match (params.crop, &resized) {
+                (Some(crop), _) => geometry::resized_crop_frame(
+                    resizer,
+                    clip.frame(t),
+                    clip.height,
+                    clip.width,
+                    crop,
+                    (size, size),
+                    frame,
+                ),
+                (None, src) => {
+                    let src = src.as_ref().unwrap_or(clip);
+                    let b = geometry::center_crop_box(src.height, src.width, size, size);
+                    geometry::copy_crop(src.frame(t), src.width, b, frame);
+                }
+            }
+            let luts = match (prepared, params.augment) {
+                (Prepared::Blend, Some(a)) => {
+                    // Color and Sharpness commute with the flip (per pixel / symmetric kernel).
+                    trivial_augment::blend_frame(a.op, frame, size, size, aug_scratch);
+                    fixed
+                }
+                // Frame statistics do not depend on the flip.
+                (Prepared::FrameLuts, Some(a)) => self
+                    .normalizer
+                    .composed(&trivial_augment::frame_luts(a, frame)),
+                _ => fixed,
+            };
+            let source = match prepared {
+                Prepared::Warp => PixelSource::Map(&aug_scratch.map),
+                _ if params.flip => PixelSource::Mirrored,
+                _ => PixelSource::Direct,
+            };
+            normalize::write_frame(
+                frame,
+                size,
+                source,
+                &luts,
+                normalize::frame_planes(out, layout, t, frames, plane),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +305,101 @@ mod tests {
             }
         );
         assert_eq!(ev.apply(&mut resizer, &clip, &p).shape(), [3, 32, 32, 3]);
+    }
+
+    #[test]
+    fn fused_path_equals_apply_then_normalize() {
+        let (t, h, w) = (3, 41, 57);
+        let mut clip = Clip::zeros(t, h, w);
+        for (i, v) in clip.data.iter_mut().enumerate() {
+            let (px, c) = (i / 3, i % 3);
+            let (y, x) = ((px / w) % h, px % w);
+            *v = match c {
+                0 => ((i * 7919) % 251) as u8,
+                1 => (x * 4 + y) as u8,
+                _ => 60 + ((x / 5 + y / 7) % 3) as u8 * 50,
+            };
+        }
+        let tr = ClipTransform::train(
+            &AugmentationConfig::default(),
+            32,
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+        );
+        let mut resizer = Resizer::new();
+        let mut scratch = TransformScratch::default();
+        let n = 3 * t * 32 * 32;
+        let check = |params: &TransformParams,
+                     tr: &ClipTransform,
+                     resizer: &mut Resizer,
+                     scratch: &mut TransformScratch| {
+            for layout in [Layout::Bcthw, Layout::Btchw] {
+                let mut want = vec![0f32; n];
+                tr.normalize_into(&tr.apply(resizer, &clip, params), layout, &mut want);
+                let mut got = vec![f32::NAN; n];
+                tr.apply_normalized(scratch, &clip, params, layout, &mut got);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{params:?} {layout:?}");
+            }
+        };
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(5);
+        for _ in 0..40 {
+            let p = tr.sample_params(&mut rng, h, w);
+            check(&p, &tr, &mut resizer, &mut scratch);
+        }
+        // Every op at a low, middle and top bin, both signs, with and without the flip, on a
+        // crop that needs resampling and on an exact-size crop.
+        let crops = [
+            CropBox {
+                top: 2,
+                left: 5,
+                height: 36,
+                width: 44,
+            },
+            CropBox {
+                top: 4,
+                left: 9,
+                height: 32,
+                width: 32,
+            },
+        ];
+        for op in trivial_augment::ALL_OPS {
+            for bin in [1, 15, 20, 30] {
+                for neg in [false, true] {
+                    for (flip, crop) in [(false, crops[0]), (true, crops[0]), (true, crops[1])] {
+                        let m = trivial_augment::magnitude(op, bin);
+                        let p = TransformParams {
+                            crop: Some(crop),
+                            flip,
+                            augment: Some(AugmentParams {
+                                op,
+                                magnitude: if neg { -m } else { m },
+                            }),
+                        };
+                        check(&p, &tr, &mut resizer, &mut scratch);
+                    }
+                }
+            }
+        }
+        // Eval: resize short side + centre crop, and an input already at the size.
+        let ev = ClipTransform::eval(32, [0.45; 3], [0.225; 3]);
+        let p = ev.sample_params(&mut rng, h, w);
+        check(&p, &ev, &mut resizer, &mut scratch);
+        let small = Clip {
+            frames: t,
+            height: 32,
+            width: 40,
+            data: clip.data[..t * 32 * 40 * 3].to_vec(),
+        };
+        for layout in [Layout::Bcthw, Layout::Btchw] {
+            let mut want = vec![0f32; n];
+            ev.normalize_into(&ev.apply(&mut resizer, &small, &p), layout, &mut want);
+            let mut got = vec![0f32; n];
+            ev.apply_normalized(&mut scratch, &small, &p, layout, &mut got);
+            assert_eq!(want, got);
+        }
     }
 }

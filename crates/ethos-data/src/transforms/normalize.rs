@@ -53,21 +53,25 @@ impl Normalizer {
             "output slice has C*T*H*W values"
         );
         for t in 0..t_len {
-            let frame = clip.frame(t);
-            for c in 0..3 {
-                let base = match layout {
-                    Layout::Bcthw => (c * t_len + t) * plane,
-                    Layout::Btchw => (t * 3 + c) * plane,
-                };
-                let lut = &self.lut[c];
-                for (dst, px) in out[base..base + plane]
-                    .iter_mut()
-                    .zip(frame.chunks_exact(3))
-                {
-                    *dst = lut[px[c] as usize];
-                }
-            }
+            write_frame(
+                clip.frame(t),
+                clip.width,
+                PixelSource::Direct,
+                &self.lut,
+                frame_planes(out, layout, t, t_len, plane),
+            );
         }
+    }
+
+    /// The per-channel tables `v -> (v / 255 - mean) / std`.
+    pub(crate) fn tables(&self) -> &[[f32; 256]; 3] {
+        &self.lut
+    }
+
+    /// The tables of "apply the uint8 value map `maps[c]`, then normalise", so a point operation
+    /// costs nothing per pixel.
+    pub(crate) fn composed(&self, maps: &[[u8; 256]; 3]) -> [[f32; 256]; 3] {
+        std::array::from_fn(|c| std::array::from_fn(|v| self.lut[c][maps[c][v] as usize]))
     }
 
     /// Inverse of [`Normalizer::write`] for one clip: float32 back to rounded, clamped uint8
@@ -97,6 +101,95 @@ impl Normalizer {
             }
         }
         clip
+    }
+}
+
+/// Where each output pixel of a frame is read from in the uint8 frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PixelSource<'a> {
+    /// The same position.
+    Direct,
+    /// The same row, mirrored left-right.
+    Mirrored,
+    /// `map[y * W + x]`: the source pixel index, or `OUTSIDE` for a zero pixel.
+    Map(&'a [u32]),
+}
+
+/// The three channel planes (`H * W` values each) of frame `t` of one sample's `C*T*H*W` values
+/// in `layout`.
+pub(crate) fn frame_planes(
+    out: &mut [f32],
+    layout: Layout,
+    t: usize,
+    frames: usize,
+    plane: usize,
+) -> [&mut [f32]; 3] {
+    let (r, g, b) = match layout {
+        Layout::Btchw => {
+            let (r, rest) = out[t * 3 * plane..(t + 1) * 3 * plane].split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            (r, g, b)
+        }
+        Layout::Bcthw => {
+            let (r, rest) = out.split_at_mut(frames * plane);
+            let (g, b) = rest.split_at_mut(frames * plane);
+            let at = t * plane..(t + 1) * plane;
+            (&mut r[at.clone()], &mut g[at.clone()], &mut b[at])
+        }
+    };
+    [r, g, b]
+}
+
+/// Writes one uint8 `(H, W, 3)` frame of width `width` as three float32 planes through the
+/// per-channel tables `luts`, reading pixels as `source` says (flip and warps happen here, in the
+/// same pass).
+pub(crate) fn write_frame(
+    frame: &[u8],
+    width: usize,
+    source: PixelSource,
+    luts: &[[f32; 256]; 3],
+    planes: [&mut [f32]; 3],
+) {
+    let [r, g, b] = planes;
+    let [l0, l1, l2] = luts;
+    if width == 0 {
+        return;
+    }
+    match source {
+        PixelSource::Direct => {
+            for (((px, r), g), b) in frame.chunks_exact(3).zip(r).zip(g).zip(b) {
+                *r = l0[px[0] as usize];
+                *g = l1[px[1] as usize];
+                *b = l2[px[2] as usize];
+            }
+        }
+        PixelSource::Mirrored => {
+            let rows = frame
+                .chunks_exact(3 * width)
+                .zip(r.chunks_exact_mut(width))
+                .zip(g.chunks_exact_mut(width))
+                .zip(b.chunks_exact_mut(width));
+            for (((row, r), g), b) in rows {
+                for (((px, r), g), b) in row.chunks_exact(3).rev().zip(r).zip(g).zip(b) {
+                    *r = l0[px[0] as usize];
+                    *g = l1[px[1] as usize];
+                    *b = l2[px[2] as usize];
+                }
+            }
+        }
+        PixelSource::Map(map) => {
+            let fill = [l0[0], l1[0], l2[0]];
+            for (((&i, r), g), b) in map.iter().zip(r).zip(g).zip(b) {
+                if i == super::trivial_augment::OUTSIDE {
+                    [*r, *g, *b] = fill;
+                } else {
+                    let px = &frame[i as usize * 3..i as usize * 3 + 3];
+                    *r = l0[px[0] as usize];
+                    *g = l1[px[1] as usize];
+                    *b = l2[px[2] as usize];
+                }
+            }
+        }
     }
 }
 
