@@ -227,6 +227,44 @@ fn feral_head_trains_on_frame_level_chunks_with_frozen_blocks() {
     assert!((e["frame_map"].as_f64().unwrap() - m["frame_map"].as_f64().unwrap()).abs() < 1e-9);
     assert!(e["frames"].as_u64().unwrap() > e["support_ear"].as_u64().unwrap());
 
+    // Long-video inference with the per-frame head writes per-frame probabilities: one row per
+    // grid frame (4 fps) from the first window to the last, each row a distribution.
+    let pred = tmp("pred");
+    let video = dir.join("videos/cam0_pen0.mp4");
+    let out = ethos()
+        .args(["predict", "--checkpoint"])
+        .arg(run.join("best.ckpt"))
+        .arg("--out")
+        .arg(&pred)
+        .args(["--window", "1", "--stride", "0.5", "--smooth-frames", "3"])
+        .arg(&video)
+        .output()
+        .unwrap();
+    ok(&out);
+    let frames = std::fs::read_to_string(pred.join("cam0_pen0.mp4.frames.csv")).unwrap();
+    let mut lines = frames.lines();
+    assert_eq!(
+        lines.next(),
+        Some("frame,time_s,prob_ear,prob_tail"),
+        "{frames}"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let windows = std::fs::read_to_string(pred.join("cam0_pen0.mp4.windows.csv")).unwrap();
+    let n_windows = windows.lines().count() - 1;
+    // Windows of 4 frames every 2 frames: frames 0 .. 2 * (n - 1) + 3.
+    assert_eq!(rows.len(), 2 * (n_windows - 1) + 4, "{n_windows} windows");
+    for (g, r) in rows.iter().enumerate() {
+        assert_eq!(r[0] as usize, g);
+        assert!((r[2] + r[3] - 1.0).abs() < 1e-4, "{r:?}");
+    }
+    assert!(
+        (rows[1][1] - rows[0][1] - 0.25).abs() < 1e-3,
+        "frame times at 4 fps"
+    );
+    let _ = std::fs::remove_dir_all(&pred);
+
     // The FERAL head predicts one frame per query: a query count other than the chunk length is
     // bad input naming both keys.
     let bad = train(&dir, &tmp("bad"), &["model.num_queries=8"], &[]);

@@ -47,7 +47,7 @@ pub const R3D_PRESETS: [&str; 2] = ["r3d_18", "r3d_demo"];
 
 impl R3dConfig {
     /// Block settings by name: `r3d_18` (torchvision's, 33.2 M parameters) or `r3d_demo` (stem 16,
-    /// stages 16-32-64-128, one block each: 0.7 M parameters, trains from scratch on a CPU in
+    /// stages 16-32-64-128, one block each: 0.9 M parameters, trains from scratch on a CPU in
     /// minutes). `None` for other names.
     pub fn preset(name: &str, num_classes: i64, head_dropout: f64) -> Option<Self> {
         let base = R3dConfig {

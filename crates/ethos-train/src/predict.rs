@@ -17,7 +17,9 @@
 //! floats per window, ~86,400 rows for 24 h at a 1 s stride) are kept until the video's CSVs are written.
 //!
 //! **Outputs** per video, each written to a temporary name and renamed: `NAME.windows.csv`
-//! (`start_s,end_s,prob_<class>...`), `NAME.events.csv` (events-CSV columns plus `score`), then
+//! (`start_s,end_s,prob_<class>...`), `NAME.events.csv` (events-CSV columns plus `score`), for
+//! per-frame heads (FERAL) `NAME.frames.csv` (`frame,time_s,prob_<class>...`: each frame the mean
+//! over the windows covering it, see [`FrameEnsemble`]), then
 //! `NAME.done.json` (what produced them). A rerun skips a video whose `done.json` matches the same
 //! checkpoint and settings, so a run killed at any moment redoes at most the video it was on.
 
@@ -201,6 +203,9 @@ pub struct Predictor<'a> {
     pub decoder_threads: usize,
     /// How windows become bouts.
     pub merge: MergeRule,
+    /// Centred moving average over this many frames of the per-frame probabilities of a per-frame
+    /// head (`NAME.frames.csv`); 0 or 1 = none.
+    pub smooth_frames: usize,
 }
 
 /// What one video took and gave.
@@ -238,6 +243,9 @@ pub struct DoneMarker {
     pub settings_hash: String,
     /// The summary of the run that wrote the outputs.
     pub windows: usize,
+    /// Whether `NAME.frames.csv` was written (per-frame heads).
+    #[serde(default)]
+    pub frames: bool,
 }
 
 /// Output paths of one video in `out_dir`.
@@ -246,6 +254,8 @@ pub struct VideoOutputs {
     pub windows: PathBuf,
     /// `NAME.events.csv`.
     pub events: PathBuf,
+    /// `NAME.frames.csv` (per-frame heads only).
+    pub frames: PathBuf,
     /// `NAME.done.json`.
     pub done: PathBuf,
 }
@@ -259,6 +269,7 @@ pub fn outputs_for(out_dir: &Path, video: &Path) -> VideoOutputs {
     VideoOutputs {
         windows: out_dir.join(format!("{name}.windows.csv")),
         events: out_dir.join(format!("{name}.events.csv")),
+        frames: out_dir.join(format!("{name}.frames.csv")),
         done: out_dir.join(format!("{name}.done.json")),
     }
 }
@@ -295,7 +306,10 @@ pub fn is_complete(outputs: &VideoOutputs, settings_hash: &str) -> bool {
     let Ok(marker) = serde_json::from_str::<DoneMarker>(&text) else {
         return false;
     };
-    marker.settings_hash == settings_hash && outputs.windows.is_file() && outputs.events.is_file()
+    marker.settings_hash == settings_hash
+        && outputs.windows.is_file()
+        && outputs.events.is_file()
+        && (!marker.frames || outputs.frames.is_file())
 }
 
 /// A batch of prepared windows leaving the decode thread.
@@ -342,6 +356,7 @@ impl Predictor<'_> {
         let n = self.spec.num_frames;
         let size = self.spec.input_size;
         let mut probs: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut per_frame = FrameEnsemble::new(self.classes.len());
         let mut model_s = 0.0;
         let mut failure = None;
         for msg in rx.iter() {
@@ -362,13 +377,15 @@ impl Predictor<'_> {
                 let logits = self.model.forward_t(&x, false);
                 // Per-frame heads give (B, T', C): a window's probability is their mean.
                 let p = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
+                let frames = (p.dim() == 3).then(|| p.to_device(Device::Cpu).contiguous());
                 let p = if p.dim() == 3 {
                     p.mean_dim(1, false, Kind::Float)
                 } else {
                     p
                 };
-                p.to_device(Device::Cpu).contiguous()
+                (p.to_device(Device::Cpu).contiguous(), frames)
             });
+            let (out, frames) = out;
             let c = self.classes.len();
             if out.size() != [b as i64, c as i64] {
                 failure = Some(PredictError::Model(format!(
@@ -381,6 +398,23 @@ impl Predictor<'_> {
                 .map_err(|e| PredictError::Model(e.to_string()))?;
             for (j, w) in batch.windows.iter().enumerate() {
                 probs.push((*w, flat[j * c..(j + 1) * c].to_vec()));
+            }
+            if let Some(f) = frames {
+                // One prediction per window frame (FERAL: one query per frame of the chunk).
+                let t = f.size()[1] as usize;
+                if t != n {
+                    failure = Some(PredictError::Model(format!(
+                        "per-frame output {:?} has {t} frames per window, the window has {n}",
+                        f.size()
+                    )));
+                    break;
+                }
+                let fl: Vec<f32> = Vec::<f32>::try_from(f.view(-1))
+                    .map_err(|e| PredictError::Model(e.to_string()))?;
+                let stride_frames = self.spec.stride_frames();
+                for (j, w) in batch.windows.iter().enumerate() {
+                    per_frame.add(w * stride_frames, &fl[j * t * c..(j + 1) * t * c]);
+                }
             }
             model_s += tm.elapsed().as_secs_f64();
         }
@@ -404,9 +438,21 @@ impl Predictor<'_> {
         let bouts = merge_windows(video_name, &windows, &self.merge);
         write_windows_csv(&outputs.windows, &windows, &self.classes)?;
         write_events_csv(&outputs.events, &bouts, &self.classes)?;
+        let has_frames = !per_frame.is_empty();
+        if has_frames {
+            let rows = per_frame.finish(self.smooth_frames);
+            write_frames_csv(
+                &outputs.frames,
+                &rows,
+                self.spec.first_frame_time(),
+                self.spec.fps,
+                &self.classes,
+            )?;
+        }
         let marker = DoneMarker {
             settings_hash: settings_hash.to_string(),
             windows: windows.len(),
+            frames: has_frames,
         };
         write_atomic(
             &outputs.done,
@@ -594,6 +640,128 @@ fn write_windows_csv(
     write_atomic(path, s.as_bytes())
 }
 
+/// Per-frame probabilities of a per-frame head over one video, on the window grid (frame `g` at
+/// `first_frame_time + g / fps`): FERAL's ensemble, the mean over every window that covers a frame.
+/// Holds `C` sums and a count per grid frame (about 10 MB for 24 h at 15 fps and 2 classes).
+#[derive(Debug, Clone, Default)]
+pub struct FrameEnsemble {
+    classes: usize,
+    sums: Vec<f32>,
+    counts: Vec<u32>,
+}
+
+impl FrameEnsemble {
+    /// An empty ensemble over `classes` classes.
+    pub fn new(classes: usize) -> Self {
+        FrameEnsemble {
+            classes,
+            sums: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// True before any window was added.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Adds one window's `(T, C)` row-major probabilities whose first frame is grid frame `first`.
+    pub fn add(&mut self, first: usize, probs: &[f32]) {
+        let c = self.classes.max(1);
+        let t = probs.len() / c;
+        if self.counts.len() < first + t {
+            self.counts.resize(first + t, 0);
+            self.sums.resize((first + t) * c, 0.0);
+        }
+        for j in 0..t {
+            self.counts[first + j] += 1;
+            for k in 0..c {
+                self.sums[(first + j) * c + k] += probs[j * c + k];
+            }
+        }
+    }
+
+    /// One probability row per grid frame from 0 to the last covered frame: the mean over the
+    /// windows covering it; frames no window covers (a stride longer than the window) are
+    /// interpolated linearly between the nearest covered frames (held constant before the first);
+    /// then a centred moving average over `smooth` frames (shrunk at the ends; 0 or 1 = none).
+    pub fn finish(&self, smooth: usize) -> Vec<Vec<f32>> {
+        let c = self.classes.max(1);
+        let n = self.counts.len();
+        let mut rows: Vec<Option<Vec<f32>>> = (0..n)
+            .map(|g| {
+                (self.counts[g] > 0).then(|| {
+                    let w = self.counts[g] as f32;
+                    self.sums[g * c..(g + 1) * c]
+                        .iter()
+                        .map(|s| s / w)
+                        .collect()
+                })
+            })
+            .collect();
+        let covered: Vec<usize> = (0..n).filter(|&g| rows[g].is_some()).collect();
+        if covered.is_empty() {
+            return Vec::new();
+        }
+        for g in 0..n {
+            if rows[g].is_some() {
+                continue;
+            }
+            let after = covered.partition_point(|&x| x < g);
+            let row = match (after.checked_sub(1).map(|i| covered[i]), covered.get(after)) {
+                (Some(a), Some(&b)) => {
+                    let u = (g - a) as f32 / (b - a) as f32;
+                    let (ra, rb) = (
+                        rows[a].clone().unwrap_or_default(),
+                        rows[b].clone().unwrap_or_default(),
+                    );
+                    ra.iter().zip(&rb).map(|(x, y)| x + u * (y - x)).collect()
+                }
+                (Some(a), None) => rows[a].clone().unwrap_or_default(),
+                (None, Some(&b)) => rows[b].clone().unwrap_or_default(),
+                (None, None) => vec![0.0; c],
+            };
+            rows[g] = Some(row);
+        }
+        let rows: Vec<Vec<f32>> = rows.into_iter().map(Option::unwrap_or_default).collect();
+        if smooth <= 1 {
+            return rows;
+        }
+        let (before, after) = ((smooth - 1) / 2, smooth / 2);
+        (0..n)
+            .map(|g| {
+                let (lo, hi) = (g.saturating_sub(before), (g + after).min(n - 1));
+                let w = (hi - lo + 1) as f32;
+                (0..c)
+                    .map(|k| rows[lo..=hi].iter().map(|r| r[k]).sum::<f32>() / w)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn write_frames_csv(
+    path: &Path,
+    rows: &[Vec<f32>],
+    first_time: f64,
+    fps: f64,
+    classes: &[String],
+) -> Result<(), PredictError> {
+    let mut s = String::from("frame,time_s");
+    for c in classes {
+        s.push_str(&format!(",prob_{c}"));
+    }
+    s.push('\n');
+    for (g, r) in rows.iter().enumerate() {
+        s.push_str(&format!("{g},{:.4}", first_time + g as f64 / fps));
+        for p in r {
+            s.push_str(&format!(",{p:.6}"));
+        }
+        s.push('\n');
+    }
+    write_atomic(path, s.as_bytes())
+}
+
 fn write_events_csv(path: &Path, bouts: &[Bout], classes: &[String]) -> Result<(), PredictError> {
     let mut s = String::from("event_idx,video,start_s,duration_s,behavior,score\n");
     for (i, b) in bouts.iter().enumerate() {
@@ -613,6 +781,40 @@ fn write_events_csv(path: &Path, bouts: &[Bout], classes: &[String]) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_ensemble_averages_overlaps_interpolates_gaps_and_smooths() {
+        // Two classes; windows of 2 frames. Window A covers frames 0-1, window B frames 1-2, and
+        // window C frames 5-6 (frames 3-4 uncovered).
+        let mut e = FrameEnsemble::new(2);
+        assert!(e.is_empty());
+        e.add(0, &[1.0, 0.0, 0.8, 0.2]);
+        e.add(1, &[0.4, 0.6, 0.2, 0.8]);
+        e.add(5, &[0.8, 0.2, 1.0, 0.0]);
+        let rows = e.finish(0);
+        let want = [
+            [1.0, 0.0],
+            [0.6, 0.4], // mean of 0.8 and 0.4
+            [0.2, 0.8],
+            [0.4, 0.6], // a third of the way from frame 2 (0.2) to frame 5 (0.8)
+            [0.6, 0.4],
+            [0.8, 0.2],
+            [1.0, 0.0],
+        ];
+        assert_eq!(rows.len(), want.len());
+        for (r, w) in rows.iter().zip(&want) {
+            assert!(
+                (r[0] - w[0]).abs() < 1e-6 && (r[1] - w[1]).abs() < 1e-6,
+                "{r:?} vs {w:?}"
+            );
+        }
+        // A 3-frame centred moving average; the ends average what exists.
+        let sm = e.finish(3);
+        assert!((sm[0][0] - (1.0 + 0.6) / 2.0).abs() < 1e-6);
+        assert!((sm[1][0] - (1.0 + 0.6 + 0.2) / 3.0).abs() < 1e-6);
+        assert!((sm[6][0] - (0.8 + 1.0) / 2.0).abs() < 1e-6);
+        assert_eq!(e.finish(1), rows);
+    }
 
     #[test]
     fn shards_cover_the_list_exactly_once() {

@@ -353,6 +353,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     min_duration_s: 1.0,
                     max_gap_s: 1.0,
                 },
+                smooth_frames: 0,
             };
             let outputs = predict::outputs_for(&out_dir, video);
             let mut runs = Vec::with_capacity(args.reps);

@@ -74,6 +74,10 @@ pub struct Args {
     /// Decoder threads per video.
     #[arg(long, default_value_t = 2)]
     pub decoder_threads: usize,
+    /// Per-frame heads (FERAL): centred moving average of `NAME.frames.csv` over this many frames
+    /// (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub smooth_frames: usize,
     /// Device: auto, cpu or cuda:N (default: the config's train.device).
     #[arg(long)]
     pub device: Option<String>,
@@ -179,6 +183,7 @@ pub fn run(args: Args) -> Result<()> {
         batch_size: args.batch.unwrap_or(cfg.data.batch_size as usize).max(1),
         decoder_threads: args.decoder_threads.max(1),
         merge,
+        smooth_frames: args.smooth_frames,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
@@ -206,6 +211,7 @@ pub fn run(args: Args) -> Result<()> {
             &predictor.spec,
             &predictor.merge,
             &classes,
+            predictor.smooth_frames,
         )?;
         if predict::is_complete(&outputs, &settings_hash) {
             eprintln!(
@@ -497,6 +503,7 @@ fn settings_hash(
     spec: &WindowSpec,
     merge: &MergeRule,
     classes: &[String],
+    smooth_frames: usize,
 ) -> Result<String> {
     let meta =
         std::fs::metadata(ckpt).with_context(|| format!("--checkpoint {}", ckpt.display()))?;
@@ -514,7 +521,7 @@ fn settings_hash(
     ));
     h.update(serde_json::to_string(spec)?);
     h.update(format!(
-        "{:?}|{}|{}|{:?}",
+        "{:?}|{}|{}|{:?}|{smooth_frames}",
         merge.thresholds, merge.min_duration_s, merge.max_gap_s, classes
     ));
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
