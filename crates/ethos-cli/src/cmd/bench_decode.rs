@@ -13,9 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
-use ethos_video::{
-    ClipRequest, ClipSampler, ClipWriter, Codec, FrameReader, ReaderOptions, Resize, WriterOptions,
-};
+use ethos_video::{ClipRequest, ClipSampler, FrameReader, ReaderOptions, Resize};
 use serde::{Deserialize, Serialize};
 
 /// Arguments of `ethos bench decode`.
@@ -56,7 +54,7 @@ struct Measure {
 }
 
 /// A `/proc/self/status` field in MB (`VmRSS`, `VmHWM`).
-fn proc_status_mb(key: &str) -> Option<f64> {
+pub(super) fn proc_status_mb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -135,53 +133,7 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
 /// Writes the default benchmark source: 6 s of 3840x2160 at 15 fps, H.264, GOP 30, textured
 /// background with moving shapes (so motion compensation and residuals are realistic).
 fn make_source(path: &Path) -> anyhow::Result<()> {
-    let (w, h) = (3840usize, 2160usize);
-    let opts = WriterOptions {
-        codec: Codec::H264,
-        fps: 15,
-        gop: 30,
-        quality: Some(23),
-        b_frames: false,
-    };
-    let mut writer = ClipWriter::create(path, w as u32, h as u32, &opts)?;
-    let mut bg = vec![0u8; w * h * 3];
-    let mut state: u32 = 0x9E37_79B9;
-    for y in 0..h {
-        for x in 0..w {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let noise = (state >> 28) as i32 - 8;
-            let base = 90.0 + 40.0 * ((x as f32 / 97.0).sin() * (y as f32 / 61.0).cos());
-            let v = (base as i32 + noise).clamp(0, 255) as u8;
-            let i = (y * w + x) * 3;
-            bg[i] = v;
-            bg[i + 1] = v.saturating_add(12);
-            bg[i + 2] = v.saturating_sub(10);
-        }
-    }
-    let mut frame = vec![0u8; w * h * 3];
-    for t in 0..90usize {
-        frame.copy_from_slice(&bg);
-        for k in 0..6usize {
-            let cx = ((t * (12 + 5 * k) + k * 600) % (w - 400)) as i64 + 200;
-            let cy = (((t * (7 + 3 * k) + k * 350) % (h - 400)) + 200) as i64;
-            let r = 120 + 20 * k as i64;
-            for y in (cy - r).max(0)..(cy + r).min(h as i64) {
-                for x in (cx - r).max(0)..(cx + r).min(w as i64) {
-                    if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
-                        let i = (y as usize * w + x as usize) * 3;
-                        frame[i] = 200 - 20 * k as u8;
-                        frame[i + 1] = 150 + 10 * k as u8;
-                        frame[i + 2] = 60;
-                    }
-                }
-            }
-        }
-        writer.write_frame(&frame)?;
-    }
-    writer.finish()?;
-    Ok(())
+    super::bench_predict::make_source(path, 3840, 2160, 15, 6.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

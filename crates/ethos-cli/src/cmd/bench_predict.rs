@@ -28,6 +28,7 @@ use ethos_video::{ClipWriter, Codec, WriterOptions};
 use serde::Serialize;
 use tch::nn;
 
+use super::bench_decode::proc_status_mb;
 use crate::exit::BadInput;
 
 /// Arguments of `ethos bench predict`.
@@ -129,7 +130,13 @@ fn parse_resolution(s: &str) -> anyhow::Result<(u32, u32)> {
 
 /// Writes `seconds` of a `w`x`h` H.264 source at `fps`: a textured background (its features scale
 /// with the frame, so every resolution shows the same scene) with six moving disks.
-fn make_source(path: &Path, w: u32, h: u32, fps: u32, seconds: f64) -> anyhow::Result<()> {
+pub(super) fn make_source(
+    path: &Path,
+    w: u32,
+    h: u32,
+    fps: u32,
+    seconds: f64,
+) -> anyhow::Result<()> {
     let opts = WriterOptions {
         codec: Codec::H264,
         fps,
@@ -211,14 +218,6 @@ fn process_cpu_s() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     secs(ru.ru_utime) + secs(ru.ru_stime)
-}
-
-/// A `/proc/self/status` field in MB (`VmRSS`, `VmHWM`).
-fn proc_status_mb(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// Seconds per window of the model's forward pass alone: the median of 3 timed batches of
