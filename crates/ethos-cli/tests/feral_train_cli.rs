@@ -4,20 +4,15 @@
 //! epochs and a resume), and the query-count/chunk-length rule (exit 2).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tch::Tensor;
 
-fn ethos() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ethos"));
-    c.env("RUST_LOG", "info").env("NO_COLOR", "1");
-    c
-}
+mod common;
+use common::{ethos, ok};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ethos-feral-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("feral-train", name)
 }
 
 /// A small synthetic set plus a tiny V-JEPA 2 `config.json` (2 blocks, width 32, 32 px, 4 frames).
@@ -104,16 +99,6 @@ fn train(dir: &Path, run_dir: &Path, extra_sets: &[&str], args: &[&str]) -> Outp
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "ethos failed ({:?}):\n{err}",
-        out.status.code()
-    );
-    err
 }
 
 /// `history.csv` as (header, rows).

@@ -4,25 +4,12 @@
 //! stop the others.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn ethos() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ethos"));
-    c.env("RUST_LOG", "info").env("NO_COLOR", "1");
-    c
-}
-
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "ethos failed ({:?}):\n{err}",
-        out.status.code()
-    );
-    err
-}
+mod common;
+use common::{ethos, ok};
 
 /// A synthetic dataset and a checkpoint of a tiny model trained on it for one epoch (built once).
 fn trained() -> &'static (PathBuf, PathBuf) {

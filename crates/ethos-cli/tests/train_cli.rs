@@ -4,14 +4,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
-fn ethos() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ethos"));
-    c.env("RUST_LOG", "info").env("NO_COLOR", "1");
-    c
-}
+mod common;
+use common::{ethos, ok};
 
 /// One small synthetic dataset shared by the tests of this file (built once).
 fn dataset() -> &'static Path {
@@ -85,16 +82,6 @@ fn train(extra: &[&str], run_dir: &Path) -> Output {
         .unwrap()
 }
 
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "ethos failed ({:?}):\n{err}",
-        out.status.code()
-    );
-    err
-}
-
 /// history.csv without the timing columns (which differ between any two runs).
 fn history(run_dir: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(run_dir.join("history.csv")).unwrap();
@@ -116,9 +103,7 @@ fn history(run_dir: &Path) -> Vec<Vec<String>> {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ethos-train-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmp("train-cli", name)
 }
 
 #[test]

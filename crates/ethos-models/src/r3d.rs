@@ -73,9 +73,6 @@ impl R3dConfig {
     }
 }
 
-/// Width of the pooled features that enter `fc` in torchvision's r3d_18.
-pub const R3D_FEATURES: i64 = 512;
-
 /// A bias-free 3-D convolution with torchvision's init (Kaiming normal, fan_out, ReLU gain).
 #[derive(Debug)]
 struct Conv3d {

@@ -376,14 +376,18 @@ impl Predictor<'_> {
                     .to_device(self.device);
                 let logits = self.model.forward_t(&x, false);
                 // Per-frame heads give (B, T', C): a window's probability is their mean.
-                let p = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
-                let frames = (p.dim() == 3).then(|| p.to_device(Device::Cpu).contiguous());
-                let p = if p.dim() == 3 {
-                    p.mean_dim(1, false, Kind::Float)
+                let p = logits
+                    .to_kind(Kind::Float)
+                    .softmax(-1, Kind::Float)
+                    .to_device(Device::Cpu)
+                    .contiguous();
+                // Per-frame heads give (B, T', C): a window's probability is their mean, and the
+                // frames go on to the per-frame ensemble.
+                if p.dim() == 3 {
+                    (p.mean_dim(1, false, Kind::Float), Some(p))
                 } else {
-                    p
-                };
-                (p.to_device(Device::Cpu).contiguous(), frames)
+                    (p, None)
+                }
             });
             let (out, frames) = out;
             let c = self.classes.len();
@@ -681,68 +685,55 @@ impl FrameEnsemble {
         }
     }
 
-    /// One probability row per grid frame from 0 to the last covered frame: the mean over the
-    /// windows covering it; frames no window covers (a stride longer than the window) are
-    /// interpolated linearly between the nearest covered frames (held constant before the first);
-    /// then a centred moving average over `smooth` frames (shrunk at the ends; 0 or 1 = none).
-    pub fn finish(&self, smooth: usize) -> Vec<Vec<f32>> {
+    /// Row-major `(F, C)` probabilities, one row per grid frame from 0 to the last covered frame:
+    /// the mean over the windows covering it; frames no window covers (a stride longer than the
+    /// window) are interpolated linearly between the nearest covered frames; then a centred moving
+    /// average over `smooth` frames (shrunk at the ends; 0 or 1 = none).
+    pub fn finish(&self, smooth: usize) -> Vec<f32> {
         let c = self.classes.max(1);
         let n = self.counts.len();
-        let mut rows: Vec<Option<Vec<f32>>> = (0..n)
-            .map(|g| {
-                (self.counts[g] > 0).then(|| {
-                    let w = self.counts[g] as f32;
-                    self.sums[g * c..(g + 1) * c]
-                        .iter()
-                        .map(|s| s / w)
-                        .collect()
-                })
-            })
-            .collect();
-        let covered: Vec<usize> = (0..n).filter(|&g| rows[g].is_some()).collect();
-        if covered.is_empty() {
-            return Vec::new();
-        }
+        let mut rows = vec![0f32; n * c];
+        let mut prev: Option<usize> = None;
         for g in 0..n {
-            if rows[g].is_some() {
+            if self.counts[g] == 0 {
                 continue;
             }
-            let after = covered.partition_point(|&x| x < g);
-            let row = match (after.checked_sub(1).map(|i| covered[i]), covered.get(after)) {
-                (Some(a), Some(&b)) => {
-                    let u = (g - a) as f32 / (b - a) as f32;
-                    let (ra, rb) = (
-                        rows[a].clone().unwrap_or_default(),
-                        rows[b].clone().unwrap_or_default(),
-                    );
-                    ra.iter().zip(&rb).map(|(x, y)| x + u * (y - x)).collect()
+            let w = self.counts[g] as f32;
+            for k in 0..c {
+                rows[g * c + k] = self.sums[g * c + k] / w;
+            }
+            // Fill the uncovered run since the previous covered frame (window 0 starts at frame 0,
+            // and the last frame is covered, so every gap has both ends).
+            if let Some(a) = prev.filter(|&a| g > a + 1) {
+                for m in a + 1..g {
+                    let u = (m - a) as f32 / (g - a) as f32;
+                    for k in 0..c {
+                        let (x, y) = (rows[a * c + k], rows[g * c + k]);
+                        rows[m * c + k] = x + u * (y - x);
+                    }
                 }
-                (Some(a), None) => rows[a].clone().unwrap_or_default(),
-                (None, Some(&b)) => rows[b].clone().unwrap_or_default(),
-                (None, None) => vec![0.0; c],
-            };
-            rows[g] = Some(row);
+            }
+            prev = Some(g);
         }
-        let rows: Vec<Vec<f32>> = rows.into_iter().map(Option::unwrap_or_default).collect();
-        if smooth <= 1 {
+        if smooth <= 1 || n == 0 {
             return rows;
         }
         let (before, after) = ((smooth - 1) / 2, smooth / 2);
-        (0..n)
-            .map(|g| {
-                let (lo, hi) = (g.saturating_sub(before), (g + after).min(n - 1));
-                let w = (hi - lo + 1) as f32;
-                (0..c)
-                    .map(|k| rows[lo..=hi].iter().map(|r| r[k]).sum::<f32>() / w)
-                    .collect()
-            })
-            .collect()
+        let mut out = vec![0f32; n * c];
+        for g in 0..n {
+            let (lo, hi) = (g.saturating_sub(before), (g + after).min(n - 1));
+            let w = (hi - lo + 1) as f32;
+            for k in 0..c {
+                out[g * c + k] = (lo..=hi).map(|m| rows[m * c + k]).sum::<f32>() / w;
+            }
+        }
+        out
     }
 }
 
 fn write_frames_csv(
     path: &Path,
-    rows: &[Vec<f32>],
+    rows: &[f32],
     first_time: f64,
     fps: f64,
     classes: &[String],
@@ -752,7 +743,7 @@ fn write_frames_csv(
         s.push_str(&format!(",prob_{c}"));
     }
     s.push('\n');
-    for (g, r) in rows.iter().enumerate() {
+    for (g, r) in rows.chunks(classes.len().max(1)).enumerate() {
         s.push_str(&format!("{g},{:.4}", first_time + g as f64 / fps));
         for p in r {
             s.push_str(&format!(",{p:.6}"));
@@ -791,7 +782,8 @@ mod tests {
         e.add(0, &[1.0, 0.0, 0.8, 0.2]);
         e.add(1, &[0.4, 0.6, 0.2, 0.8]);
         e.add(5, &[0.8, 0.2, 1.0, 0.0]);
-        let rows = e.finish(0);
+        let flat = e.finish(0);
+        let rows: Vec<&[f32]> = flat.chunks(2).collect();
         let want = [
             [1.0, 0.0],
             [0.6, 0.4], // mean of 0.8 and 0.4
@@ -809,11 +801,12 @@ mod tests {
             );
         }
         // A 3-frame centred moving average; the ends average what exists.
-        let sm = e.finish(3);
+        let sm_flat = e.finish(3);
+        let sm: Vec<&[f32]> = sm_flat.chunks(2).collect();
         assert!((sm[0][0] - (1.0 + 0.6) / 2.0).abs() < 1e-6);
         assert!((sm[1][0] - (1.0 + 0.6 + 0.2) / 3.0).abs() < 1e-6);
         assert!((sm[6][0] - (0.8 + 1.0) / 2.0).abs() < 1e-6);
-        assert_eq!(e.finish(1), rows);
+        assert_eq!(e.finish(1), flat);
     }
 
     #[test]

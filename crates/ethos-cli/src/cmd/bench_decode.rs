@@ -61,7 +61,8 @@ pub(super) fn proc_status_mb(key: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn rusage() -> (f64, f64) {
+/// CPU seconds (user + system, every thread) and peak RSS in MB of this process so far.
+pub(super) fn rusage() -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

@@ -28,7 +28,7 @@ use ethos_video::{ClipWriter, Codec, WriterOptions};
 use serde::Serialize;
 use tch::nn;
 
-use super::bench_decode::proc_status_mb;
+use super::bench_decode::{proc_status_mb, rusage};
 use crate::exit::BadInput;
 
 /// Arguments of `ethos bench predict`.
@@ -212,14 +212,6 @@ fn source(dir: &Path, w: u32, h: u32, fps: u32, seconds: f64) -> anyhow::Result<
     Ok(path)
 }
 
-fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
-}
-
 /// Seconds per window of the model's forward pass alone: the median of 3 timed batches of
 /// `--batch` random windows after one warm-up batch.
 fn model_alone_s_per_window(
@@ -358,13 +350,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut runs = Vec::with_capacity(args.reps);
             for _ in 0..args.reps {
                 let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-                let cpu0 = process_cpu_s();
+                let cpu0 = rusage().0;
                 let t0 = Instant::now();
                 let s = predictor
                     .predict_video(video, &video.display().to_string(), &outputs, "bench")
                     .with_context(|| format!("predicting {}", video.display()))?;
                 let wall_s = t0.elapsed().as_secs_f64();
-                let cpu_s = process_cpu_s() - cpu0;
+                let cpu_s = rusage().0 - cpu0;
                 let peak_rss_mb = if reset {
                     proc_status_mb("VmHWM:").unwrap_or(f64::NAN)
                 } else {
