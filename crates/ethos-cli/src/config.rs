@@ -103,6 +103,19 @@ impl RunConfig {
             .validate(data.classes.len())
             .map_err(|e| bad(path, e))?;
         check_model_data(&model, &data).map_err(|e| bad(path, e))?;
+        if let Some(l) = data.chunk_length
+            && tree
+                .get("data")
+                .and_then(|d| d.get("num_frames"))
+                .is_some_and(|v| v.as_u64() != Some(l as u64))
+        {
+            // A synth or clip-level config carries num_frames; chunks replace it, say so.
+            tracing::warn!(
+                "config {}: data.num_frames = {} is not used: with data.chunk_length a sample is one chunk of {l} frames",
+                path.display(),
+                data.num_frames
+            );
+        }
         let loss: ethos_train::loss::LossConfig = section(path, &tree, "loss")?;
         let optim: ethos_train::optim::OptimConfig = section(path, &tree, "optim")?;
         let sched: ethos_train::schedule::SchedConfig = section(path, &tree, "sched")?;

@@ -145,6 +145,8 @@ fn feral_head_trains_on_frame_level_chunks_with_frozen_blocks() {
     // Epoch 1, stopped resumably; then resumed to epoch 3.
     let err = ok(&train(&dir, &run, &[], &["--stop-after-epochs", "1"]));
     assert!(err.contains("frame-level chunks of 4 frames"), "{err}");
+    // The synth config's clip length is replaced by the chunk length, and the log says so.
+    assert!(err.contains("data.num_frames = 16 is not used"), "{err}");
     assert!(
         err.contains("trainable /") && err.contains("total parameters"),
         "{err}"
