@@ -85,3 +85,26 @@ fn unknown_class_in_predictions_exits_2_naming_file_and_value() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pred.csv") && err.contains("nose"), "{err}");
 }
+
+#[test]
+fn a_prediction_file_without_events_scores_zero_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.csv");
+    let pred = dir.path().join("pred.csv");
+    write(&truth, &[(1, "a.mp4", 10.0, 4.0, "ear")]);
+    // What `ethos predict` writes when it finds no bout: the header only.
+    write(&pred, &[]);
+    let e = eval(&pred, &truth, "1");
+    assert_eq!(e["bouts"]["ear"]["predicted"], 0);
+    assert_eq!(e["bouts"]["ear"]["truth"], 1);
+    assert_eq!(e["bouts"]["ear"]["recall"], 0.0);
+    // A labelled file without events is still an error.
+    let out = ethos()
+        .args(["eval-events", "--pred"])
+        .arg(&truth)
+        .arg("--truth")
+        .arg(&pred)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -11,7 +11,10 @@
 //! `magic "ETHOSCLP"`, `version u32`, `frames u32`, `height u32`, `width u32`, `margin u32`,
 //! `padded u32`, then one CRC-32 per frame, then the CRC-32 of all header bytes before it, then
 //! `frames * height * width * 3` bytes of RGB. A reader checks the header CRC and the exact file
-//! length on open and the CRC of each frame it reads, so a truncated or corrupt entry is never used.
+//! length whenever it meets a file it has not checked yet, and the CRC of each frame the first time
+//! it reads it, so a truncated or corrupt entry is never used. Training reads entries in place
+//! through a memory map of just the frames it needs ([`ClipCache::read_mapped`]): no copy, and the
+//! checks are paid once per run, not once per epoch.
 //!
 //! **Key** (file name): SHA-256 over the source file's identity (size, modification time, SHA-256 of
 //! its first and last 64 KiB) and every decode parameter (window start and length, ROI, fps, `N`,
@@ -20,12 +23,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use ethos_video::{Clip, ClipRequest, ClipSampler, Resize, Roi};
+use ethos_video::{Clip, ClipRequest, ClipSampler, ClipView, Resize, Roi};
 use sha2::{Digest, Sha256};
 
 use crate::error::{BadVideo, DataError};
@@ -170,6 +173,99 @@ impl IdentityCache {
 pub struct ClipCache {
     dir: PathBuf,
     params: CacheParams,
+    checked: Arc<CheckedEntries>,
+}
+
+/// Most entries whose check state [`ClipCache`] remembers (a few bytes each); past it the table
+/// starts over, which only costs re-checking frames.
+const MAX_CHECKED_ENTRIES: usize = 1 << 16;
+
+/// What is known of an entry file already opened: its header and which frames' CRCs passed.
+/// Valid only for the same file ([`FileStamp`]): an entry rebuilt under the same key is a new
+/// file (atomic rename), so it gets a new stamp and is checked again.
+#[derive(Debug)]
+struct CheckedEntry {
+    stamp: FileStamp,
+    header: Header,
+    frame_ok: Vec<AtomicBool>,
+}
+
+/// Device, inode, length and modification time of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CheckedEntries(Mutex<HashMap<String, Arc<CheckedEntry>>>);
+
+impl CheckedEntries {
+    fn get(&self, key: &str, stamp: FileStamp) -> Option<Arc<CheckedEntry>> {
+        let table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(key).filter(|e| e.stamp == stamp).cloned()
+    }
+
+    fn insert(&self, key: &str, entry: Arc<CheckedEntry>) {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= MAX_CHECKED_ENTRIES {
+            table.clear();
+        }
+        table.insert(key.to_string(), entry);
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// Frames of a cache entry read in place from a read-only memory map of its file: no copy and
+/// no zeroed buffer per read. The map covers just these frames and goes away with the value.
+///
+/// Entry files are only ever replaced by an atomic rename (a new file), which leaves a map of
+/// the old one valid; truncating an entry in place while a training run reads it is not
+/// supported (as with any memory-mapped file, the reader would get SIGBUS).
+pub struct MappedClip {
+    map: memmap2::Mmap,
+    /// Offset of the first frame's byte in `map`.
+    start: usize,
+    frames: usize,
+    height: usize,
+    width: usize,
+}
+
+impl MappedClip {
+    /// The frames, `(T, H, W, 3)`.
+    pub fn view(&self) -> ClipView<'_> {
+        let len = self.frames * self.height * self.width * 3;
+        ClipView {
+            frames: self.frames,
+            height: self.height,
+            width: self.width,
+            data: &self.map[self.start..self.start + len],
+        }
+    }
+}
+
+impl std::fmt::Debug for MappedClip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedClip")
+            .field("shape", &self.view().shape())
+            .finish()
+    }
 }
 
 /// Whether an entry can be used.
@@ -209,6 +305,7 @@ impl ClipCache {
         Self {
             dir: dir.to_path_buf(),
             params,
+            checked: Arc::default(),
         }
     }
 
@@ -356,15 +453,45 @@ impl ClipCache {
         Ok(header)
     }
 
-    /// Reads `count` frames starting at stored frame `first`, checking each frame's CRC.
+    /// Reads `count` frames starting at stored frame `first` into an owned clip (a copy of
+    /// [`Self::read_mapped`]).
     pub fn read_frames(&self, key: &str, first: usize, count: usize) -> Result<Clip, DataError> {
+        Ok(self.read_mapped(key, first, count)?.view().to_clip())
+    }
+
+    /// The `count` frames starting at stored frame `first`, read in place (memory-mapped).
+    ///
+    /// The header CRC and the file length are checked whenever the file is new to this cache
+    /// (first read, or rebuilt since); each frame's CRC is checked the first time a read covers
+    /// it, so a truncated or corrupt entry is never used, and a training run pays for the
+    /// checks once per frame instead of once per epoch.
+    pub fn read_mapped(
+        &self,
+        key: &str,
+        first: usize,
+        count: usize,
+    ) -> Result<MappedClip, DataError> {
         let path = self.entry_path(key);
         let corrupt = |reason: String| DataError::CorruptCache {
             path: path.clone(),
             reason,
         };
         let mut file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
-        let header = self.read_header(&mut file).map_err(corrupt)?;
+        let stamp = FileStamp::of(&file.metadata().map_err(|e| DataError::io(&path, e))?);
+        let entry = match self.checked.get(key, stamp) {
+            Some(entry) => entry,
+            None => {
+                let header = self.read_header(&mut file).map_err(corrupt)?;
+                let entry = Arc::new(CheckedEntry {
+                    stamp,
+                    frame_ok: (0..header.frames).map(|_| AtomicBool::new(false)).collect(),
+                    header,
+                });
+                self.checked.insert(key, Arc::clone(&entry));
+                entry
+            }
+        };
+        let header = &entry.header;
         if first + count > header.frames {
             return Err(corrupt(format!(
                 "frames {first}..{} requested of {}",
@@ -372,13 +499,40 @@ impl ClipCache {
                 header.frames
             )));
         }
-        let mut clip = Clip::zeros(count, header.height, header.width);
         let n = header.frame_bytes();
-        file.read_exact_at(&mut clip.data, (header.len() + first * n) as u64)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let offset = (header.len() + first * n) as u64;
+        // Map from the page holding the first byte; MAP_POPULATE fills the page table in one
+        // call instead of one fault per few pages.
+        let page = page_size();
+        let aligned = offset - offset % page;
+        let start = (offset - aligned) as usize;
+        // SAFETY: a read-only private map of a file we just opened and checked the length of.
+        // The cache replaces entries only by renaming a new file over them, which leaves this
+        // map (of the old file) valid; see [`MappedClip`] for in-place truncation.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(aligned)
+                .len((start + count * n).max(1))
+                .populate()
+                .map(&file)
+        }
+        .map_err(|e| DataError::io(&path, e))?;
+        let clip = MappedClip {
+            map,
+            start,
+            frames: count,
+            height: header.height,
+            width: header.width,
+        };
+        let view = clip.view();
         for t in 0..count {
-            if crc32fast::hash(clip.frame(t)) != header.frame_crcs[first + t] {
-                return Err(corrupt(format!("frame {} checksum mismatch", first + t)));
+            let ok = &entry.frame_ok[first + t];
+            if !ok.load(Ordering::Acquire) {
+                if crc32fast::hash(view.frame(t)) != header.frame_crcs[first + t] {
+                    self.checked.forget(key);
+                    return Err(corrupt(format!("frame {} checksum mismatch", first + t)));
+                }
+                ok.store(true, Ordering::Release);
             }
         }
         Ok(clip)
@@ -444,6 +598,7 @@ impl ClipCache {
         }
         let crc = crc32fast::hash(&header);
         header.extend_from_slice(&crc.to_le_bytes());
+        self.checked.forget(key);
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(&header)?;
@@ -457,6 +612,13 @@ impl ClipCache {
         }
         Ok(())
     }
+}
+
+/// The memory page size (map offsets must be multiples of it).
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
 }
 
 /// One entry to build: an event, its source video and its key.
@@ -670,6 +832,41 @@ mod tests {
         assert_eq!(c.status("w", true), EntryStatus::Valid);
         assert_eq!(c.read_frames("w", 7, 3).unwrap().frames, 3);
         assert!(c.read_frames("w", 10, 3).is_err());
+    }
+
+    #[test]
+    fn reads_in_place_and_checks_a_rebuilt_entry_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ClipCache::new(dir.path(), params());
+        let mut first = Clip::zeros(5, 4, 6);
+        for (i, v) in first.data.iter_mut().enumerate() {
+            *v = (i % 251) as u8;
+        }
+        let n = first.frame_len();
+        c.write_entry("k", &first, 0).unwrap();
+        let mapped = c.read_mapped("k", 1, 3).unwrap();
+        assert_eq!(mapped.view().shape(), [3, 4, 6, 3]);
+        assert_eq!(mapped.view().data, &first.data[n..4 * n]);
+        // Rebuilt under the same key (a new file): read afresh, while the old map stays valid.
+        let mut second = first.clone();
+        second.data.iter_mut().for_each(|v| *v = v.wrapping_add(7));
+        c.write_entry("k", &second, 0).unwrap();
+        assert_eq!(c.read_frames("k", 0, 5).unwrap(), second);
+        assert_eq!(mapped.view().data, &first.data[n..4 * n]);
+        // A corrupt file renamed over it is a new file too: its frames are checked again, even
+        // those a read had already checked in the previous file.
+        let path = c.entry_path("k");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 4 * n + 5; // a byte of frame 1
+        bytes[at] ^= 0x55;
+        let tmp = dir.path().join("replacement");
+        std::fs::write(&tmp, &bytes).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(matches!(
+            c.read_mapped("k", 0, 3),
+            Err(DataError::CorruptCache { reason, .. }) if reason.contains("frame 1")
+        ));
+        assert!(c.read_mapped("k", 2, 3).is_ok()); // untouched frames still read
     }
 
     #[test]

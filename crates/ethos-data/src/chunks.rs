@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ethos_video::Clip;
 use rand::Rng;
 
-use crate::dataset::ClipDataset;
+use crate::dataset::{ClipDataset, LoadedClip};
 use crate::error::DataError;
 use crate::loader::ClipSource;
 use crate::rng::{Stream, rng_for};
@@ -142,6 +142,10 @@ impl ClipSource for ChunkedDataset {
     fn load(&self, index: usize, offset: i32) -> Result<Clip, DataError> {
         let c = self.chunks[index];
         self.dataset.load_chunk(c.item, c.start, offset)
+    }
+    fn load_frames(&self, index: usize, offset: i32) -> Result<LoadedClip, DataError> {
+        let c = self.chunks[index];
+        self.dataset.load_chunk_frames(c.item, c.start, offset)
     }
 }
 

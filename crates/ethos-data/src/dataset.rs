@@ -15,11 +15,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ethos_video::{Clip, ClipSampler, Resize};
+use ethos_video::{Clip, ClipSampler, ClipView, Resize};
 
 use crate::cache::{
-    BuildReport, CacheJob, CacheParams, ClipCache, EntryStatus, IdentityCache, build_entries,
-    extended_times,
+    BuildReport, CacheJob, CacheParams, ClipCache, EntryStatus, IdentityCache, MappedClip,
+    build_entries, extended_times,
 };
 use crate::config::{DataConfig, DataMode, OnBadVideo};
 use crate::error::DataError;
@@ -38,6 +38,33 @@ pub struct DatasetItem {
     pub cache_key: Option<String>,
     /// Frame rate of the extracted clip, probed on first use (clip_dir mode).
     clip_fps: std::sync::OnceLock<f64>,
+}
+
+/// The frames of a dataset item: owned (decoded from a video), or read in place from the cache.
+#[derive(Debug)]
+pub enum LoadedClip {
+    /// Decoded frames.
+    Owned(Clip),
+    /// Frames of a cache entry, memory-mapped.
+    Mapped(MappedClip),
+}
+
+impl LoadedClip {
+    /// The frames, `(T, H, W, 3)`.
+    pub fn view(&self) -> ClipView<'_> {
+        match self {
+            LoadedClip::Owned(clip) => clip.view(),
+            LoadedClip::Mapped(clip) => clip.view(),
+        }
+    }
+
+    /// The frames as an owned clip (a copy when mapped).
+    pub fn into_clip(self) -> Clip {
+        match self {
+            LoadedClip::Owned(clip) => clip,
+            LoadedClip::Mapped(clip) => clip.view().to_clip(),
+        }
+    }
 }
 
 /// The events of one split as uint8 clips `(N, H, W, 3)` with short side `data.cache_short_side`.
@@ -278,9 +305,24 @@ impl ClipDataset {
         self.load_chunk(index, 0, offset)
     }
 
+    /// As [`Self::load`], but cache-mode frames are read in place (memory-mapped), not copied.
+    pub fn load_frames(&self, index: usize, offset: i32) -> Result<LoadedClip, DataError> {
+        self.load_chunk_frames(index, 0, offset)
+    }
+
     /// The `N` frames of item `index` starting at grid frame `start` (a chunk start, `start + N <=`
     /// [`Self::grid_frames`]), shifted by `offset` whole frames (`|offset| <= M`).
     pub fn load_chunk(&self, index: usize, start: usize, offset: i32) -> Result<Clip, DataError> {
+        Ok(self.load_chunk_frames(index, start, offset)?.into_clip())
+    }
+
+    /// As [`Self::load_chunk`], with cache-mode frames read in place.
+    pub fn load_chunk_frames(
+        &self,
+        index: usize,
+        start: usize,
+        offset: i32,
+    ) -> Result<LoadedClip, DataError> {
         let item = &self.items[index];
         let p = self.cache.params();
         let m = p.margin as i64;
@@ -298,16 +340,17 @@ impl ClipDataset {
             source,
         };
         match self.mode {
-            DataMode::Source => Ok(self
-                .sampler
-                .sample_times(
-                    &item.source,
-                    &times(),
-                    item.event.roi,
-                    Resize::ShortSide(p.short_side),
-                )
-                .map_err(video_err)?
-                .clip),
+            DataMode::Source => Ok(LoadedClip::Owned(
+                self.sampler
+                    .sample_times(
+                        &item.source,
+                        &times(),
+                        item.event.roi,
+                        Resize::ShortSide(p.short_side),
+                    )
+                    .map_err(video_err)?
+                    .clip,
+            )),
             DataMode::ClipDir => {
                 // `ethos extract` writes, as clip frame k, the source frame shown at
                 // start + k / fps, i.e. source frame n0 + k with n0 = the frame shown at start.
@@ -332,21 +375,22 @@ impl ClipDataset {
                     .iter()
                     .map(|t| (((t * fps + eps).floor() - n0).max(0.0) + 0.5) / fps)
                     .collect();
-                Ok(self
-                    .sampler
-                    .sample_times(
-                        path,
-                        &local,
-                        item.event.roi,
-                        Resize::ShortSide(p.short_side),
-                    )
-                    .map_err(video_err)?
-                    .clip)
+                Ok(LoadedClip::Owned(
+                    self.sampler
+                        .sample_times(
+                            path,
+                            &local,
+                            item.event.roi,
+                            Resize::ShortSide(p.short_side),
+                        )
+                        .map_err(video_err)?
+                        .clip,
+                ))
             }
             DataMode::Cache => {
                 let key = item.cache_key.as_deref().unwrap_or_default();
-                match self.cache.read_frames(key, first, n) {
-                    Ok(clip) => Ok(clip),
+                match self.cache.read_mapped(key, first, n) {
+                    Ok(clip) => Ok(LoadedClip::Mapped(clip)),
                     Err(err @ (DataError::CorruptCache { .. } | DataError::Io { .. })) => {
                         if !matches!(self.cache.status(key, false), EntryStatus::Missing) {
                             tracing::warn!("{err}; rebuilding it");
@@ -355,12 +399,12 @@ impl ClipDataset {
                             self.cache
                                 .build(&self.sampler, &item.source, &item.event, key)?;
                         let len = full.frame_len();
-                        Ok(Clip {
+                        Ok(LoadedClip::Owned(Clip {
                             frames: n,
                             height: full.height,
                             width: full.width,
                             data: full.data[first * len..(first + n) * len].to_vec(),
-                        })
+                        }))
                     }
                     Err(e) => Err(e),
                 }

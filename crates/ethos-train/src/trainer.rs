@@ -95,8 +95,9 @@ impl TrainError {
 /// A batch on the host, as the data loader produces it (no tensor-engine types upstream).
 #[derive(Debug, Clone)]
 pub struct HostBatch {
-    /// Float32 pixels, row-major in `shape`.
-    pub inputs: Vec<f32>,
+    /// Float32 pixels, row-major in `shape` (the loader's buffer; it goes back to the loader's
+    /// pool when the batch is dropped).
+    pub inputs: ethos_data::loader::BatchBuffer,
     /// 5-d shape in `layout` order.
     pub shape: [usize; 5],
     /// Layout of `inputs`.
@@ -135,7 +136,7 @@ pub trait BatchSource {
 /// Converts a host batch to one tensor on `device` in the model's layout (one transfer per batch).
 pub fn batch_tensor(b: &HostBatch, want: InputLayout, device: Device) -> Tensor {
     let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
-    let t = Tensor::from_slice(&b.inputs).view(shape.as_slice());
+    let t = Tensor::from_slice(&b.inputs[..]).view(shape.as_slice());
     let t = if b.layout == want {
         t
     } else {

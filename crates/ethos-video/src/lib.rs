@@ -20,7 +20,7 @@ mod reader;
 mod sampler;
 mod writer;
 
-pub use clip::Clip;
+pub use clip::{Clip, ClipView};
 pub use convert::{Resize, Roi, output_size};
 pub use error::VideoError;
 pub use probe::{VideoInfo, probe};

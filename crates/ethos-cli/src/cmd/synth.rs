@@ -44,6 +44,17 @@ pub struct Args {
     /// Minimum minutes of video per camera (longer when the events need it).
     #[arg(long, default_value_t = 3.0)]
     pub minutes: f64,
+    /// Background events (class `none`: 3-7 s with no contact in view, boxed like the contact
+    /// regions) to add to the labelled ones; 0 keeps the classes `ear, tail`.
+    #[arg(long, default_value_t = 0)]
+    pub background_events: usize,
+    /// Also write a long close-up test video of about this many seconds with known bouts
+    /// (`long/closeup.mp4`, ground truth `long/closeup.events.csv`); 0 = none.
+    #[arg(long = "long-video", value_name = "SECONDS", default_value_t = 0.0)]
+    pub long_video: f64,
+    /// Side in pixels of the long video's square frames.
+    #[arg(long, default_value_t = 128)]
+    pub long_video_size: u32,
 }
 
 fn parse_resolution(s: &str) -> Result<(u32, u32), BadInput> {
@@ -76,6 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         codec,
         imbalance: args.imbalance,
         minutes: args.minutes,
+        background_events: args.background_events,
+        long_video_s: args.long_video,
+        long_video_size: args.long_video_size,
         ..SynthSpec::default()
     };
     let started = Instant::now();
@@ -130,11 +144,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     for (split, counts) in &summary.split_counts {
+        let per_class: Vec<String> = summary
+            .classes
+            .iter()
+            .zip(counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         eprintln!(
-            "synth: {split}: {} events (ear {}, tail {})",
+            "synth: {split}: {} events ({})",
             counts.iter().sum::<usize>(),
-            counts[0],
-            counts[1]
+            per_class.join(", ")
+        );
+    }
+    if let Some(long) = &summary.long_video {
+        let bouts: Vec<String> = long.bouts.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        eprintln!(
+            "synth: long video {} ({:.0} s, {}x{}, {} segments, bouts: {}; truth {})",
+            args.out.join(&long.video).display(),
+            long.seconds,
+            long.size,
+            long.size,
+            long.segments,
+            bouts.join(", "),
+            args.out.join(&long.truth).display()
         );
     }
     eprintln!(

@@ -5,7 +5,13 @@
 //! frames are a pure function of the simulated poses, so a dataset is identical for a seed no
 //! matter how many threads render it. The last camera is held out as the out-of-distribution
 //! test split (`test_ood`); the others are split into `train`/`val` by event, stratified by class.
+//!
+//! Optional extras: background events of class `none` (windows with no contact in view, cropped
+//! by the same rule as the contact regions, see [`background`]) and a long close-up test video
+//! with known bouts from held-out pens (see [`closeup`]).
 
+mod background;
+mod closeup;
 mod raster;
 mod render;
 mod scene;
@@ -19,11 +25,26 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::manifest::{Event, write_atomic, write_events_csv};
+pub use background::{Anchor, Region};
+pub use closeup::{CLOSEUP_FILE, CLOSEUP_SEGMENTS, CLOSEUP_TRUTH, LongVideoPlan, Segment};
 pub use render::{Background, CameraLook};
 pub use scene::{CalfLook, Camera, Part, Pose, SimEvent, V2, VideoSim};
 
-/// Class names of the synthetic dataset, in class-index order.
+/// Labelled (behaviour) class names of the synthetic dataset, in class-index order.
 pub const CLASSES: [&str; 2] = ["ear", "tail"];
+
+/// Name of the background class (index 2) of a dataset with background events.
+pub const BACKGROUND_CLASS: &str = "none";
+
+/// The class list of a dataset made with `spec`: `ear, tail`, plus `none` when it has background
+/// events.
+pub fn class_names(spec: &SynthSpec) -> Vec<&'static str> {
+    let mut c = CLASSES.to_vec();
+    if spec.background_events > 0 {
+        c.push(BACKGROUND_CLASS);
+    }
+    c
+}
 
 /// Settings of a synthetic dataset.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +71,12 @@ pub struct SynthSpec {
     pub minutes: f64,
     /// Share of the train/val cameras' events that go to `val`.
     pub val_fraction: f64,
+    /// Background events (class `none`, no contact in view) added to the labelled ones; 0 = none.
+    pub background_events: usize,
+    /// Length in seconds of the long close-up test video (`long/closeup.mp4`); 0 = not written.
+    pub long_video_s: f64,
+    /// Side in pixels of the long close-up video's square frames (even).
+    pub long_video_size: u32,
 }
 
 impl Default for SynthSpec {
@@ -66,6 +93,9 @@ impl Default for SynthSpec {
             imbalance: 6.85,
             minutes: 3.0,
             val_fraction: 0.2,
+            background_events: 0,
+            long_video_s: 0.0,
+            long_video_size: 128,
         }
     }
 }
@@ -94,6 +124,9 @@ pub enum SynthError {
     /// Encoding a video failed.
     #[error(transparent)]
     Video(#[from] ethos_video::VideoError),
+    /// The simulation could not give what the plan needs (e.g. a contact-free stretch).
+    #[error("synth: {0}")]
+    Plan(String),
 }
 
 impl SynthError {
@@ -157,6 +190,32 @@ impl SynthSpec {
                 "val_fraction",
                 self.val_fraction.to_string(),
                 "must be in [0, 1)",
+            );
+        }
+        if self.background_events > 100_000 {
+            return bad(
+                "--background-events",
+                self.background_events.to_string(),
+                "must be in 0..=100000",
+            );
+        }
+        if !(self.long_video_s == 0.0
+            || (self.long_video_s.is_finite() && (10.0..=86_400.0).contains(&self.long_video_s)))
+        {
+            return bad(
+                "--long-video",
+                self.long_video_s.to_string(),
+                "must be 0 (none) or in [10, 86400] seconds",
+            );
+        }
+        if self.long_video_size < 32
+            || self.long_video_size > 2048
+            || !self.long_video_size.is_multiple_of(2)
+        {
+            return bad(
+                "--long-video-size",
+                self.long_video_size.to_string(),
+                "needs an even size from 32 to 2048",
             );
         }
         Ok(())
@@ -241,12 +300,27 @@ impl VideoPlan {
         } else {
             V2::default()
         };
-        let half_side = 0.5 * 1.6 * self.calves[ev.target].size * rng.random_range(0.9..1.15);
+        self.annotator_square(centre, self.calves[ev.target].size, rng)
+            .2
+    }
+
+    /// The annotator's box rule around the world point `centre` for a calf of length factor
+    /// `size`: a square of 1.6 body lengths (x 0.9-1.15) whose centre is shifted by up to 12% of
+    /// its half side, projected into the frame and clamped to it. Returns the shifted centre and
+    /// the half side (world metres) and the box (source pixels).
+    fn annotator_square(&self, centre: V2, size: f32, rng: &mut ChaCha8Rng) -> (V2, f32, Roi) {
+        let half_side = 0.5 * 1.6 * size * rng.random_range(0.9..1.15);
         let shift = V2::new(
             rng.random_range(-0.12..0.12) * half_side,
             rng.random_range(-0.12..0.12) * half_side,
         );
         let c = centre.plus(shift);
+        (c, half_side, self.square_box(c, half_side))
+    }
+
+    /// The image box (source pixels, clamped to the frame, at least 2x2) of the world square of
+    /// half side `half_side` metres around `c`.
+    fn square_box(&self, c: V2, half_side: f32) -> Roi {
         let mut b = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
         for (sx, sy) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)] {
             let (u, v) = self
@@ -269,18 +343,68 @@ impl VideoPlan {
     }
 }
 
-/// A whole planned dataset: videos (with simulated poses) and the labelled events.
+/// A whole planned dataset: videos (with simulated poses), the events and the long video.
 pub struct SynthPlan {
     /// The settings.
     pub spec: SynthSpec,
     /// Every source video.
     pub videos: Vec<VideoPlan>,
-    /// Every event, numbered from 0 in (camera, video, start) order, with its split.
+    /// Every event with its split: the labelled ones numbered from 0 in (camera, video, start)
+    /// order, then the background (`none`) events numbered on in the same order, so adding
+    /// background events leaves the labelled events' ids unchanged.
     pub events: Vec<Event>,
+    /// The long close-up test video, when `spec.long_video_s > 0`.
+    pub long: Option<LongVideoPlan>,
 }
 
-/// Plans a dataset: camera looks, pens, calves, simulation, events, ROIs and splits. Cheap next
-/// to rendering; deterministic for a spec.
+/// Simulates one pen seen by `camera` with `look`: extents, camera geometry, calves and poses,
+/// all drawn from `rng` in a fixed order.
+#[allow(clippy::too_many_arguments)]
+fn simulate_pen(
+    spec: &SynthSpec,
+    camera: usize,
+    index: usize,
+    file_name: String,
+    group: String,
+    look: CameraLook,
+    rng: &mut ChaCha8Rng,
+    queue: Vec<Part>,
+    min_len_s: f32,
+) -> VideoPlan {
+    let half = V2::new(rng.random_range(3.0..3.8), rng.random_range(1.9..2.5));
+    let cam = Camera::fit(
+        spec.width as usize,
+        spec.height as usize,
+        look.theta,
+        look.tilt,
+        look.fill,
+        half,
+    );
+    let n_calves = rng.random_range(4..=6);
+    let calves: Vec<CalfLook> = (0..n_calves).map(|_| CalfLook::random(rng)).collect();
+    let params = scene::SimParams {
+        half,
+        fps: spec.fps as f32,
+        min_len_s,
+        queue,
+    };
+    let sim = scene::simulate(rng, &calves, &params);
+    VideoPlan {
+        camera,
+        index,
+        file_name,
+        group,
+        cam,
+        look,
+        half,
+        calves,
+        sim,
+        bg_seed: rng.random(),
+    }
+}
+
+/// Plans a dataset: camera looks, pens, calves, simulation, events, ROIs, background events,
+/// splits and the long video. Cheap next to rendering; deterministic for a spec.
 pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
     spec.validate()?;
     let n_videos = spec.cameras * spec.videos_per_camera;
@@ -305,36 +429,17 @@ pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
             let index = v % spec.videos_per_camera;
             let look = CameraLook::random(&mut stream(spec.seed, camera as u64, 0, 2));
             let mut rng = stream(spec.seed, camera as u64, index as u64 + 1, 3);
-            let half = V2::new(rng.random_range(3.0..3.8), rng.random_range(1.9..2.5));
-            let cam = Camera::fit(
-                spec.width as usize,
-                spec.height as usize,
-                look.theta,
-                look.tilt,
-                look.fill,
-                half,
-            );
-            let n_calves = rng.random_range(4..=6);
-            let calves: Vec<CalfLook> = (0..n_calves).map(|_| CalfLook::random(&mut rng)).collect();
-            let params = scene::SimParams {
-                half,
-                fps: spec.fps as f32,
-                min_len_s: (minutes_per_video * 60.0) as f32,
-                queue,
-            };
-            let sim = scene::simulate(&mut rng, &calves, &params);
-            VideoPlan {
+            simulate_pen(
+                spec,
                 camera,
                 index,
-                file_name: format!("cam{camera}_pen{index}.mp4"),
-                group: format!("pen{}", v + 1),
-                cam,
+                format!("cam{camera}_pen{index}.mp4"),
+                format!("pen{}", v + 1),
                 look,
-                half,
-                calves,
-                sim,
-                bg_seed: rng.random(),
-            }
+                &mut rng,
+                queue,
+                (minutes_per_video * 60.0) as f32,
+            )
         })
         .collect();
 
@@ -370,11 +475,14 @@ pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
             events.len()
         );
     }
+    events.extend(background::background_events(spec, &videos, events.len()));
     assign_splits(spec, &mut events);
+    let long = closeup::plan_long(spec)?;
     Ok(SynthPlan {
         spec: spec.clone(),
         videos,
         events,
+        long,
     })
 }
 
@@ -383,7 +491,7 @@ pub fn plan(spec: &SynthSpec) -> Result<SynthPlan, SynthError> {
 fn assign_splits(spec: &SynthSpec, events: &mut [Event]) {
     let ood = (spec.cameras >= 2).then(|| format!("cam{}", spec.cameras - 1));
     let mut rng = stream(spec.seed, 0, 0, 5);
-    for class in 0..CLASSES.len() {
+    for class in 0..class_names(spec).len() {
         let mut idx: Vec<usize> = events
             .iter()
             .enumerate()
@@ -415,22 +523,31 @@ pub struct SynthSummary {
     pub videos: Vec<PathBuf>,
     /// Frames rendered in total.
     pub frames: u64,
-    /// Events per split and class: `(split, [ear, tail])`.
+    /// Class names, in class-index order.
+    pub classes: Vec<String>,
+    /// Events per split and class: `(split, [ear, tail(, none)])`.
     pub split_counts: Vec<(String, Vec<usize>)>,
-    /// Total events.
+    /// Total events (labelled and background).
     pub events: usize,
+    /// The long close-up test video, when one was written.
+    pub long_video: Option<closeup::LongVideoSummary>,
     /// Bytes written under `out_dir`.
     pub bytes: u64,
 }
 
-/// Total frames a plan renders.
+/// Total frames a plan renders (the long video's included).
 pub fn total_frames(plan: &SynthPlan) -> u64 {
-    plan.videos.iter().map(|v| v.frame_count() as u64).sum()
+    plan.videos
+        .iter()
+        .map(|v| v.frame_count() as u64)
+        .sum::<u64>()
+        + plan.long.as_ref().map_or(0, |l| l.frame_count() as u64)
 }
 
 /// Renders and encodes every video of `plan` (videos in parallel) and writes `events.csv`,
-/// `splits/{train,val,test_ood}.csv` and `config.yaml` under `out_dir`. `progress` is called
-/// with the number of frames just encoded.
+/// `splits/{train,val,test_ood}.csv` and `config.yaml` under `out_dir`, and the long close-up
+/// video with its ground truth under `out_dir/long/` when planned. `progress` is called with the
+/// number of frames just encoded.
 pub fn write_dataset(
     plan: &SynthPlan,
     out_dir: &Path,
@@ -452,30 +569,47 @@ pub fn write_dataset(
         quality: None,
         b_frames: false,
     };
-    plan.videos
-        .par_iter()
-        .try_for_each(|video| -> Result<(), SynthError> {
-            let path = videos_dir.join(&video.file_name);
-            let mut writer = ClipWriter::create(&path, spec.width, spec.height, &opts)?;
-            let bg = video.background();
-            let mut frame = vec![0u8; spec.width as usize * spec.height as usize * 3];
-            let mut pending = 0u64;
-            for i in 0..video.frame_count() {
-                video.render_frame(&bg, i, &mut frame);
-                writer.write_frame(&frame)?;
-                pending += 1;
-                if pending == 30 {
-                    progress(pending);
-                    pending = 0;
-                }
+    let long_dir = out_dir.join("long");
+    let write_long = || -> Result<Option<closeup::LongVideoSummary>, SynthError> {
+        match &plan.long {
+            Some(long) => {
+                std::fs::create_dir_all(&long_dir).map_err(io(&long_dir))?;
+                long.write(&long_dir, &opts, progress).map(Some)
             }
-            writer.finish()?;
-            progress(pending);
-            Ok(())
-        })?;
+            None => Ok(None),
+        }
+    };
+    let write_pens = || {
+        plan.videos
+            .par_iter()
+            .try_for_each(|video| -> Result<(), SynthError> {
+                let path = videos_dir.join(&video.file_name);
+                let mut writer = ClipWriter::create(&path, spec.width, spec.height, &opts)?;
+                let bg = video.background();
+                let mut frame = vec![0u8; spec.width as usize * spec.height as usize * 3];
+                let mut pending = 0u64;
+                for i in 0..video.frame_count() {
+                    video.render_frame(&bg, i, &mut frame);
+                    writer.write_frame(&frame)?;
+                    pending += 1;
+                    if pending == 30 {
+                        progress(pending);
+                        pending = 0;
+                    }
+                }
+                writer.finish()?;
+                progress(pending);
+                Ok(())
+            })
+    };
+    // The long video is one sequential encode: it runs beside the pens, not after them.
+    let (pens, long_video) = rayon::join(write_pens, write_long);
+    pens?;
+    let long_video = long_video?;
 
     let events_path = out_dir.join("events.csv");
     write_events_csv(&events_path, &plan.events).map_err(io(&events_path))?;
+    let classes = class_names(spec);
     let mut split_counts = Vec::new();
     for split in ["train", "val", "test_ood"] {
         let subset: Vec<Event> = plan
@@ -488,7 +622,7 @@ pub fn write_dataset(
         write_events_csv(&path, &subset).map_err(io(&path))?;
         split_counts.push((
             split.to_string(),
-            crate::manifest::class_counts(&subset, CLASSES.len()),
+            crate::manifest::class_counts(&subset, classes.len()),
         ));
     }
     let config_path = out_dir.join("config.yaml");
@@ -501,8 +635,10 @@ pub fn write_dataset(
             .map(|v| Path::new("videos").join(&v.file_name))
             .collect(),
         frames: total_frames(plan),
+        classes: classes.iter().map(|c| c.to_string()).collect(),
         split_counts,
         events: plan.events.len(),
+        long_video,
         bytes: dir_size(out_dir),
     };
     let summary_path = out_dir.join("synth.json");
@@ -510,7 +646,8 @@ pub fn write_dataset(
         "seed": spec.seed, "cameras": spec.cameras, "videos_per_camera": spec.videos_per_camera,
         "events": spec.events, "width": spec.width, "height": spec.height, "fps": spec.fps,
         "codec": spec.codec.to_string(), "imbalance": spec.imbalance, "minutes": spec.minutes,
-        "classes": CLASSES, "summary": &summary,
+        "background_events": spec.background_events, "long_video_s": spec.long_video_s,
+        "long_video_size": spec.long_video_size, "classes": classes, "summary": &summary,
     }))
     .map_err(|e| SynthError::Io {
         path: summary_path.clone(),
@@ -538,10 +675,11 @@ fn dir_size(dir: &Path) -> u64 {
 /// sections of the config schema (paths relative to the config file) plus model and train hints.
 pub fn config_yaml(spec: &SynthSpec) -> String {
     let fps = (spec.fps as f64).min(12.0);
+    let classes = class_names(spec).join(", ");
     format!(
         "# Written by `ethos synth` (seed {seed}). Paths are relative to this file.\n\
 data:\n\
-\x20 classes: [ear, tail]\n\
+\x20 classes: [{classes}]\n\
 \x20 events: events.csv\n\
 \x20 videos_root: videos\n\
 \x20 splits: {{train: splits/train.csv, val: splits/val.csv, test_ood: splits/test_ood.csv}}\n\

@@ -8,7 +8,7 @@ pub mod geometry;
 pub mod normalize;
 pub mod trivial_augment;
 
-use ethos_video::Clip;
+use ethos_video::{Clip, ClipView};
 /// The resampler transforms use (one per worker thread; it keeps scratch buffers).
 pub use fast_image_resize::Resizer;
 use rand::Rng;
@@ -33,11 +33,17 @@ pub struct TransformParams {
     pub augment: Option<AugmentParams>,
 }
 
-/// One worker's buffers for [`ClipTransform::apply_normalized`]: the resampler, one cropped and
-/// resized uint8 frame and the augmentation's tables, reused from sample to sample.
+/// Frames that [`ClipTransform::apply_normalized`] crops and resizes in one call before it
+/// augments and writes them.
+const FRAME_GROUP: usize = 4;
+
+/// One worker's buffers for [`ClipTransform::apply_normalized`]: the resampler, a few cropped and
+/// resized uint8 frames, the resampler's intermediate rows and the augmentation's tables, reused
+/// from sample to sample.
 pub struct TransformScratch {
     resizer: Resizer,
     frame: Vec<u8>,
+    mid: Vec<u8>,
     augment: AugmentScratch,
 }
 
@@ -46,6 +52,7 @@ impl Default for TransformScratch {
         Self {
             resizer: Resizer::new(),
             frame: Vec::new(),
+            mid: Vec::new(),
             augment: AugmentScratch::default(),
         }
     }
@@ -174,14 +181,15 @@ impl ClipTransform {
     /// into `scratch`; point operations are folded into the normalisation tables, flips and warps
     /// into the pass that writes `out`, so each pixel is read and written once after resizing.
     /// Panics if `out` has another length.
-    pub fn apply_normalized(
+    pub fn apply_normalized<'c>(
         &self,
         scratch: &mut TransformScratch,
-        clip: &Clip,
+        clip: impl Into<ClipView<'c>>,
         params: &TransformParams,
         layout: Layout,
         out: &mut [f32],
     ) {
+        let clip = clip.into();
         let (size, frames) = (self.input_size, clip.frames);
         let plane = size * size;
         assert_eq!(
@@ -189,9 +197,13 @@ impl ClipTransform {
             3 * frames * plane,
             "output slice has C*T*H*W values"
         );
+        if out.is_empty() {
+            return;
+        }
         let TransformScratch {
             resizer,
             frame: buf,
+            mid,
             augment: aug_scratch,
         } = scratch;
         let prepared = match params.augment {
@@ -218,51 +230,78 @@ impl ClipTransform {
             }
             _ => None,
         };
-        buf.resize(plane * 3, 0);
-        // Frame by frame, so the resized frame is still in cache when it is augmented and written.
-        for t in 0..frames {
-            let frame = &mut buf[..];
+        // A few frames at a time: the resampling setup is shared, and the resized frames are
+        // still in cache when they are augmented and written.
+        let frame_len = plane * 3;
+        buf.resize(frame_len * FRAME_GROUP.min(frames), 0);
+        for first in (0..frames).step_by(FRAME_GROUP) {
+            let group = first..(first + FRAME_GROUP).min(frames);
+            let group_buf = &mut buf[..group.len() * frame_len];
             match (params.crop, &resized) {
-                (Some(crop), _) => geometry::resized_crop_frame(
+                (Some(crop), _) => geometry::resized_crop_frames(
                     resizer,
-                    clip.frame(t),
-                    clip.height,
-                    clip.width,
+                    clip,
+                    group.clone(),
                     crop,
                     (size, size),
-                    frame,
+                    mid,
+                    group_buf,
                 ),
                 (None, src) => {
-                    let src = src.as_ref().unwrap_or(clip);
+                    let src = src.as_ref().map_or(clip, Clip::view);
                     let b = geometry::center_crop_box(src.height, src.width, size, size);
-                    geometry::copy_crop(src.frame(t), src.width, b, frame);
+                    for (t, frame) in group.clone().zip(group_buf.chunks_exact_mut(frame_len)) {
+                        geometry::copy_crop(src.frame(t), src.width, b, frame);
+                    }
                 }
             }
-            let luts = match (prepared, params.augment) {
-                (Prepared::Blend, Some(a)) => {
-                    // Color and Sharpness commute with the flip (per pixel / symmetric kernel).
-                    trivial_augment::blend_frame(a.op, frame, size, size, aug_scratch);
-                    fixed
-                }
-                // Frame statistics do not depend on the flip.
-                (Prepared::FrameLuts, Some(a)) => self
-                    .normalizer
-                    .composed(&trivial_augment::frame_luts(a, frame)),
-                _ => fixed,
-            };
-            let source = match prepared {
-                Prepared::Warp => PixelSource::Map(&aug_scratch.map),
-                _ if params.flip => PixelSource::Mirrored,
-                _ => PixelSource::Direct,
-            };
-            normalize::write_frame(
-                frame,
-                size,
-                source,
-                &luts,
-                normalize::frame_planes(out, layout, t, frames, plane),
-            );
+            for (t, frame) in group.zip(group_buf.chunks_exact_mut(frame_len)) {
+                self.write_frame(frame, t, prepared, fixed, params, aug_scratch, layout, out);
+            }
         }
+    }
+
+    /// Augments one cropped and resized frame `t` (in place where the op needs it) and writes it
+    /// normalised into its planes of `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn write_frame(
+        &self,
+        frame: &mut [u8],
+        t: usize,
+        prepared: Prepared,
+        fixed: [[f32; 256]; 3],
+        params: &TransformParams,
+        aug_scratch: &mut AugmentScratch,
+        layout: Layout,
+        out: &mut [f32],
+    ) {
+        let size = self.input_size;
+        let plane = size * size;
+        let frames = out.len() / (3 * plane);
+        let luts = match (prepared, params.augment) {
+            (Prepared::Blend, Some(a)) => {
+                // Color and Sharpness commute with the flip (per pixel / symmetric kernel).
+                trivial_augment::blend_frame(a.op, frame, size, size, aug_scratch);
+                fixed
+            }
+            // Frame statistics do not depend on the flip.
+            (Prepared::FrameLuts, Some(a)) => self
+                .normalizer
+                .composed(&trivial_augment::frame_luts(a, frame)),
+            _ => fixed,
+        };
+        let source = match prepared {
+            Prepared::Warp => PixelSource::Map(&aug_scratch.map),
+            _ if params.flip => PixelSource::Mirrored,
+            _ => PixelSource::Direct,
+        };
+        normalize::write_frame(
+            frame,
+            size,
+            source,
+            &luts,
+            normalize::frame_planes(out, layout, t, frames, plane),
+        );
     }
 }
 
