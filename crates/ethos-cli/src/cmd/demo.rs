@@ -62,21 +62,7 @@ pub fn run(args: Args) -> Result<()> {
         .long_video
         .unwrap_or(if args.timeline { 240.0 } else { 0.0 });
     let steps = if long_video > 0.0 { 6 } else { 4 };
-    let synth_args = super::synth::Args {
-        out: data_dir.clone(),
-        seed: args.seed,
-        cameras: 3,
-        videos_per_camera: 2,
-        events: args.events,
-        resolution: args.resolution.clone(),
-        fps: 15,
-        codec: "h264".into(),
-        imbalance: 3.0,
-        minutes: 6.0,
-        background_events,
-        long_video,
-        long_video_size: LONG_VIDEO_SIZE,
-    };
+    let synth_args = synth_args(&args, &data_dir, background_events, long_video);
     if same_dataset(&data_dir, &synth_args) {
         eprintln!(
             "demo: reusing the synthetic dataset in {}",
@@ -225,6 +211,30 @@ const LONG_TOLERANCE_S: f64 = 1.0;
 /// windows above threshold is noise, not a bout.
 const LONG_MIN_DURATION_S: f64 = 2.0;
 
+/// The `ethos synth` settings of the demo's dataset in `out`.
+fn synth_args(
+    args: &Args,
+    out: &std::path::Path,
+    background_events: usize,
+    long_video: f64,
+) -> super::synth::Args {
+    super::synth::Args {
+        out: out.to_path_buf(),
+        seed: args.seed,
+        cameras: 3,
+        videos_per_camera: 2,
+        events: args.events,
+        resolution: args.resolution.clone(),
+        fps: 15,
+        codec: "h264".into(),
+        imbalance: 3.0,
+        minutes: 6.0,
+        background_events,
+        long_video,
+        long_video_size: LONG_VIDEO_SIZE,
+    }
+}
+
 /// True when `dir` holds a dataset that `ethos synth` wrote with these settings.
 fn same_dataset(dir: &std::path::Path, a: &super::synth::Args) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join("synth.json")) else {
@@ -344,20 +354,18 @@ mod tests {
     #[test]
     fn a_dataset_is_reused_only_when_synth_wrote_it_with_the_same_settings() {
         let dir = tempfile::tempdir().unwrap();
-        let args = |background_events, long_video| super::super::synth::Args {
+        let demo = Args {
             out: dir.path().to_path_buf(),
-            seed: 0,
-            cameras: 3,
-            videos_per_camera: 2,
             events: 480,
             resolution: "320x192".into(),
-            fps: 15,
-            codec: "h264".into(),
-            imbalance: 3.0,
-            minutes: 6.0,
-            background_events,
-            long_video,
-            long_video_size: LONG_VIDEO_SIZE,
+            timeline: true,
+            background_events: None,
+            long_video: None,
+            seed: 0,
+            set: Vec::new(),
+        };
+        let args = |background_events, long_video| {
+            synth_args(&demo, dir.path(), background_events, long_video)
         };
         assert!(!same_dataset(dir.path(), &args(160, 240.0)));
         std::fs::write(dir.path().join("config.yaml"), "data: {}\n").unwrap();

@@ -196,13 +196,7 @@ pub fn resized_crop_frames(
         let row = out_w * 3;
         for (i, dst) in out.chunks_exact_mut(out_len).enumerate() {
             let rows = &tmp[i * clip.height * row..(i * clip.height + crop.height) * row];
-            let src = ImageRef::new(out_w as u32, crop.height as u32, rows, PixelType::U8x3)
-                .expect("intermediate frame has exactly H*W*3 bytes");
-            let mut dst = Image::from_slice_u8(out_w as u32, out_h as u32, dst, PixelType::U8x3)
-                .expect("output frame has exactly H*W*3 bytes");
-            resizer
-                .resize(&src, &mut dst, &convolution)
-                .expect("pixel types match");
+            vertical_pass(resizer, rows, out_w, out_h, dst);
         }
         return;
     }
@@ -237,15 +231,27 @@ pub fn resized_crop_frames(
         }
         // Pass 2 (rows; equal widths, so vertical only).
         if vertical {
-            let src = ImageRef::new(out_w as u32, crop.height as u32, &tmp[..], PixelType::U8x3)
-                .expect("intermediate frame has exactly H*W*3 bytes");
-            let mut dst = Image::from_slice_u8(out_w as u32, out_h as u32, dst, PixelType::U8x3)
-                .expect("output frame has exactly H*W*3 bytes");
-            resizer
-                .resize(&src, &mut dst, &convolution)
-                .expect("pixel types match");
+            vertical_pass(resizer, &tmp[..], out_w, out_h, dst);
         }
     }
+}
+
+/// The vertical pass of [`resized_crop_frames`]: `rows` (`width` wide, uint8 RGB) resized to
+/// `out_h` rows into `out` (equal widths, so fast_image_resize runs only this pass).
+fn vertical_pass(resizer: &mut Resizer, rows: &[u8], width: usize, out_h: usize, out: &mut [u8]) {
+    let src = ImageRef::new(
+        width as u32,
+        (rows.len() / (3 * width)) as u32,
+        rows,
+        PixelType::U8x3,
+    )
+    .expect("intermediate frame has exactly H*W*3 bytes");
+    let mut dst = Image::from_slice_u8(width as u32, out_h as u32, out, PixelType::U8x3)
+        .expect("output frame has exactly H*W*3 bytes");
+    let convolution = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    resizer
+        .resize(&src, &mut dst, &convolution)
+        .expect("pixel types match");
 }
 
 /// [`resized_crop`] of one `height` x `width` frame into `out` (`out_h * out_w * 3` bytes).
