@@ -1,53 +1,39 @@
-//! Maps errors to the exit codes of the CLI: 2 for bad input or config, 1 for internal failures.
+//! Maps errors to the exit codes of the CLI: 2 when the user's input caused them, 1 otherwise.
+//!
+//! Every library error reaches the binary as an [`ethos_core::Error`], which knows its kind; the
+//! binary's own flag checks use [`ethos_core::Error::bad_input`] too. Anything else (a failed
+//! write to stdout) is internal.
 
-/// An error caused by the user's input (a file, key or value), reported with exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
+use std::io::Write;
 
-/// The process exit code for an error: 2 when any error in the chain is a bad-input error.
+/// The process exit code for an error: the kind of the first [`ethos_core::Error`] in the chain,
+/// else 1.
 pub fn code(err: &anyhow::Error) -> i32 {
-    let bad = err.chain().any(|e| {
-        e.downcast_ref::<BadInput>().is_some()
-            || e.downcast_ref::<ethos_video::VideoError>()
-                .is_some_and(|v| v.is_bad_input())
-            || e.downcast_ref::<clap::Error>().is_some()
-            || e.downcast_ref::<ethos_data::error::DataError>()
-                .is_some_and(|d| d.is_bad_input())
-            || e.downcast_ref::<ethos_data::config::ConfigError>()
-                .is_some()
-            || e.downcast_ref::<ethos_data::manifest::ManifestError>()
-                .is_some_and(|m| m.is_bad_input())
-            || e.downcast_ref::<ethos_data::synth::SynthError>()
-                .is_some_and(|s| s.is_bad_input())
-            || e.downcast_ref::<ethos_train::predictions_csv::PredictionsCsvError>()
-                .is_some_and(|p| p.is_bad_input())
-            || e.downcast_ref::<ethos_train::metrics::MetricsError>()
-                .is_some_and(|m| m.is_bad_input())
-            || e.downcast_ref::<ethos_train::loss::LossError>()
-                .is_some_and(|l| l.is_bad_input())
-            || e.downcast_ref::<ethos_train::optim::OptimError>()
-                .is_some_and(|o| o.is_bad_input())
-            || e.downcast_ref::<ethos_train::schedule::SchedError>()
-                .is_some_and(|s| s.is_bad_input())
-            || e.downcast_ref::<ethos_models::weights::WeightsError>()
-                .is_some_and(|w| w.is_bad_input())
-            || e.downcast_ref::<ethos_models::engine::DeviceError>()
-                .is_some_and(|d| d.is_bad_input())
-            || e.downcast_ref::<ethos_models::mvit::MvitError>()
-                .is_some_and(|m| m.is_bad_input())
-            || e.downcast_ref::<ethos_models::registry::RegistryError>()
-                .is_some_and(|r| r.is_bad_input())
-            || e.downcast_ref::<ethos_train::trainer::TrainError>()
-                .is_some_and(|t| t.is_bad_input())
-            || e.downcast_ref::<ethos_train::checkpoint::CheckpointError>()
-                .is_some_and(|c| c.is_bad_input())
-            || e.downcast_ref::<ethos_models::registry::RegistryError>()
-                .is_some_and(|r| r.is_bad_input())
-            || e.downcast_ref::<ethos_models::mvit::MvitError>()
-                .is_some_and(|m| m.is_bad_input())
-            || e.downcast_ref::<ethos_models::vjepa2::Vjepa2Error>()
-                .is_some_and(|v| v.is_bad_input())
-    });
-    if bad { 2 } else { 1 }
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ethos_core::Error>())
+        .map_or(1, |e| e.kind().exit_code())
+}
+
+/// Prints `error: ...` with the whole chain on stderr (ignoring a failing stderr) and returns
+/// the exit code.
+pub fn report(err: &anyhow::Error) -> i32 {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err:#}");
+    let _ = stderr.flush();
+    code(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_decides_the_code_through_context() {
+        let bad = anyhow::Error::new(ethos_core::Error::bad_input("--shard x")).context("predict");
+        assert_eq!(code(&bad), 2);
+        let internal = anyhow::Error::new(ethos_core::Error::internal("disk")).context("train");
+        assert_eq!(code(&internal), 1);
+        let other = anyhow::anyhow!("writing stdout");
+        assert_eq!(code(&other), 1);
+    }
 }

@@ -1,14 +1,17 @@
 //! `ethos`: behaviour-video classification from labelled events to timelines.
 //!
-//! Output for people goes to stderr; machine-readable results go to files or stdout (JSON).
-//! Exit codes: 0 success, 2 bad input or config, 1 internal failure.
+//! The binary is thin: each command parses its flags, calls one function of the pipeline layer
+//! (`ethos-pipeline`) and prints. Output for people goes to stderr; machine-readable results go
+//! to files or stdout (JSON). Exit codes: 0 success, 2 bad input or config, 1 internal failure.
 
-mod clip_out;
 mod cmd;
-mod config;
 mod exit;
+mod output;
+mod progress;
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Behaviour-video classification: synthetic data, decoding, training, evaluation, timelines.
 #[derive(Parser)]
@@ -17,8 +20,23 @@ struct Cli {
     /// More log output (repeat for more); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour in log lines: `auto` (only on a terminal, and not when `NO_COLOR` is set), `always`
+    /// or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
     #[command(subcommand)]
     command: Command,
+}
+
+/// When log lines carry ANSI colour codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Color {
+    /// On a terminal without `NO_COLOR`.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -37,7 +55,7 @@ enum Command {
     Cache(cmd::cache::Args),
     /// Decodes the frames of one window (ROI, short side) to OUT.png (contact sheet) + OUT.safetensors.
     Sample(cmd::sample::Args),
-    /// Benchmarks (`ethos bench decode`): medians as JSON on stdout, a table on stderr.
+    /// Benchmarks (`ethos bench decode|model|predict`): medians as JSON on stdout, a table on stderr.
     Bench(cmd::bench::Args),
     /// Scores a per-sample predictions CSV (`true` + `prob_<class>` columns): metrics JSON to stdout.
     Metrics(cmd::metrics::Args),
@@ -61,9 +79,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    // Makes libtorch's CUDA part visible before any device query (the linker drops libtorch_cuda).
-    ethos_models::engine::Engine::init();
+    init_logging(cli.verbose, cli.color);
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Probe(args) => cmd::probe::run(args),
@@ -84,22 +100,30 @@ fn main() {
         Command::Model(args) => cmd::model::run(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
-        std::process::exit(exit::code(&err));
+        std::process::exit(exit::report(&err));
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, color: Color) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
+    let ansi = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }

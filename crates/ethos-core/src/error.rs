@@ -74,6 +74,13 @@ pub trait Classify {
     }
 }
 
+/// Formatting into a `String` cannot fail; a formatter error is a bug.
+impl Classify for fmt::Error {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Internal
+    }
+}
+
 type Source = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Any ethos error with its [`ErrorKind`] and optional context lines.

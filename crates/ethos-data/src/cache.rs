@@ -573,14 +573,8 @@ impl ClipCache {
     }
 
     fn write_entry(&self, key: &str, clip: &Clip, padded: usize) -> Result<(), DataError> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         std::fs::create_dir_all(&self.dir).map_err(|e| DataError::io(&self.dir, e))?;
         let path = self.entry_path(key);
-        let tmp = self.dir.join(format!(
-            ".{key}.tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
         let mut header = Vec::with_capacity(FIXED_HEADER + 4 * clip.frames + 4);
         header.extend_from_slice(MAGIC);
         for v in [
@@ -599,18 +593,11 @@ impl ClipCache {
         let crc = crc32fast::hash(&header);
         header.extend_from_slice(&crc.to_le_bytes());
         self.checked.forget(key);
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
+        ethos_core::fs::write_atomic(&path, |f| {
             f.write_all(&header)?;
-            f.write_all(&clip.data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(DataError::io(&path, e));
-        }
-        Ok(())
+            f.write_all(&clip.data)
+        })
+        .map_err(|e| DataError::io(&path, e))
     }
 }
 
@@ -658,6 +645,8 @@ pub fn build_entries(
     full_check: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<BuildReport, DataError> {
+    // Entries half-written by a killed build are never used; their files go.
+    ethos_core::fs::clean_stale_temps(&cache.dir).map_err(|e| DataError::io(&cache.dir, e))?;
     let mut seen = std::collections::HashSet::new();
     let jobs: Vec<&CacheJob> = jobs.iter().filter(|j| seen.insert(j.key.clone())).collect();
     let total = jobs.len();

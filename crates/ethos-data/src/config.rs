@@ -29,10 +29,12 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+}
 
+impl ethos_core::Classify for ConfigError {
     /// Always true: a config error is caused by the user's input (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

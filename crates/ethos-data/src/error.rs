@@ -103,26 +103,35 @@ pub enum DataError {
 }
 
 impl DataError {
-    /// True when the user's input (config, manifests, videos) caused the error: exit code 2.
-    pub fn is_bad_input(&self) -> bool {
-        match self {
-            DataError::Config(_)
-            | DataError::Manifest(_)
-            | DataError::ConfigFile { .. }
-            | DataError::UnknownSplit { .. }
-            | DataError::UnknownEvent { .. }
-            | DataError::BadVideos(_) => true,
-            DataError::Video { source, .. } => source.is_bad_input(),
-            DataError::Io { .. } | DataError::CorruptCache { .. } | DataError::Shape { .. } => {
-                false
-            }
-        }
-    }
-
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl ethos_core::Classify for DataError {
+    /// True when the user's input (config, manifests, videos) caused the error: exit code 2.
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            match self {
+                DataError::Config(_)
+                | DataError::Manifest(_)
+                | DataError::ConfigFile { .. }
+                | DataError::UnknownSplit { .. }
+                | DataError::UnknownEvent { .. }
+                | DataError::BadVideos(_) => true,
+                DataError::Video { source, .. } => source.is_bad_input(),
+                DataError::Io { .. } | DataError::CorruptCache { .. } | DataError::Shape { .. } => {
+                    false
+                }
+            }
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }

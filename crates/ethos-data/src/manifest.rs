@@ -144,17 +144,19 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    /// True for problems caused by the user's files (all variants: exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        true
-    }
-
     /// The problems found (empty for I/O errors).
     pub fn problems(&self) -> &[Problem] {
         match self {
             ManifestError::Io { .. } => &[],
             ManifestError::Invalid { problems, .. } => &problems.0,
         }
+    }
+}
+
+impl ethos_core::Classify for ManifestError {
+    /// True for problems caused by the user's files (all variants: exit code 2).
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 
@@ -765,36 +767,13 @@ pub fn write_events_csv(path: &Path, events: &[Event]) -> std::io::Result<()> {
     let bytes = w
         .into_inner()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder (fsync, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    ethos_core::fs::write_bytes_atomic(path, &bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
 
     const HEADER: &str =
         "event_idx,video,start_s,duration_s,behavior,group,camera,split,roi_x,roi_y,roi_w,roi_h\n";

@@ -2,6 +2,7 @@
 //! encoder: source and cache modes give identical clips for every jitter offset, clip-dir mode
 //! agrees within codec noise, and a corrupt cache entry is rebuilt rather than used.
 
+use ethos_core::Classify;
 use std::path::Path;
 
 use ethos_data::cache::EntryStatus;

@@ -125,10 +125,12 @@ impl ModelConfigError {
             reason: reason.into(),
         }
     }
+}
 
+impl ethos_core::Classify for ModelConfigError {
     /// Always true: caused by the user's config (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

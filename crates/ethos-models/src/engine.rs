@@ -29,10 +29,10 @@ pub enum DeviceError {
     },
 }
 
-impl DeviceError {
+impl ethos_core::Classify for DeviceError {
     /// True for errors caused by the user's device choice (all of them).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

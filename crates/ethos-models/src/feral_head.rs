@@ -7,7 +7,7 @@ use tch::{Kind, Tensor, nn};
 
 pub use crate::config::ClipAggregation;
 use crate::freeze::{self, ParamCounts};
-use crate::model::{InputLayout, VideoModel};
+use crate::model::{Layout, VideoModel};
 use crate::vjepa2::{Vjepa2Config, Vjepa2Encoder, Vjepa2Error};
 
 fn default_num_queries() -> i64 {
@@ -353,8 +353,8 @@ impl VideoModel for Vjepa2FeralModel {
         named
     }
 
-    fn input_layout(&self) -> InputLayout {
-        InputLayout::Btchw
+    fn input_layout(&self) -> Layout {
+        Layout::Btchw
     }
 }
 

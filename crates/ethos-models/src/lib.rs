@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod factory;
 pub mod feral_head;
 pub mod freeze;
 pub mod heads;
@@ -10,7 +11,6 @@ pub mod model;
 pub mod mvit;
 pub mod pth;
 pub mod r3d;
-pub mod registry;
 pub mod vjepa2;
 pub mod weights;
-pub use model::{InputLayout, VideoModel};
+pub use model::{Layout, VideoModel};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
-use crate::model::{InputLayout, VideoModel};
+use crate::model::{Layout, VideoModel};
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -54,10 +54,10 @@ pub enum MvitError {
     },
 }
 
-impl MvitError {
+impl ethos_core::Classify for MvitError {
     /// True when the error comes from the user's file, config or input (every variant here).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 
@@ -1242,8 +1242,8 @@ impl VideoModel for Mvit {
         out
     }
 
-    fn input_layout(&self) -> InputLayout {
-        InputLayout::Bcthw
+    fn input_layout(&self) -> Layout {
+        Layout::Bcthw
     }
 }
 

@@ -1113,6 +1113,7 @@ fn long_value(b: Vec<u8>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
 
     fn run(bytes: &[u8]) -> Result<Value, WeightsError> {
         Vm::new(Path::new("t.pkl"), bytes).run()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use crate::heads::ClassifierHead;
-use crate::model::{InputLayout, VideoModel};
+use crate::model::{Layout, VideoModel};
 
 /// Constructor arguments of [`R3d18`]: the classifier and the block settings (torchvision's
 /// `r3d_18` by default; [`R3dConfig::preset`] names the others).
@@ -305,8 +305,8 @@ impl VideoModel for R3d18 {
         out
     }
 
-    fn input_layout(&self) -> InputLayout {
-        InputLayout::Bcthw
+    fn input_layout(&self) -> Layout {
+        Layout::Bcthw
     }
 }
 

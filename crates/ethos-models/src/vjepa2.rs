@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tch::{Kind, Tensor, nn};
 
-use crate::model::{InputLayout, VideoModel};
+use crate::model::{Layout, VideoModel};
 use crate::weights::{LoadOptions, LoadReport, WeightsError, load_into, read_tensors};
 
 /// Errors building or running a V-JEPA 2 model; all are caused by the user's files or inputs.
@@ -67,13 +67,20 @@ pub enum Vjepa2Error {
     },
 }
 
-impl Vjepa2Error {
+impl ethos_core::Classify for Vjepa2Error {
     /// True for errors caused by the user's input (config file, weights, tensors): every variant but
     /// an internal tensor failure while copying weights.
-    pub fn is_bad_input(&self) -> bool {
-        match self {
-            Vjepa2Error::Weights { source, .. } => source.is_bad_input(),
-            _ => true,
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            match self {
+                Vjepa2Error::Weights { source, .. } => source.is_bad_input(),
+                _ => true,
+            }
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }
@@ -1168,8 +1175,8 @@ impl VideoModel for Vjepa2ForVideoClassification {
         named
     }
 
-    fn input_layout(&self) -> InputLayout {
-        InputLayout::Btchw
+    fn input_layout(&self) -> Layout {
+        Layout::Btchw
     }
 }
 
@@ -1185,8 +1192,8 @@ impl VideoModel for Vjepa2Encoder {
         Vjepa2Encoder::forward_named(self, input).1
     }
 
-    fn input_layout(&self) -> InputLayout {
-        InputLayout::Btchw
+    fn input_layout(&self) -> Layout {
+        Layout::Btchw
     }
 }
 

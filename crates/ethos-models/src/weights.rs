@@ -96,20 +96,27 @@ pub enum WeightsError {
     },
 }
 
-impl WeightsError {
+impl ethos_core::Classify for WeightsError {
     /// True when the error is caused by the input (file content, key names, options), false for
     /// internal failures.
-    pub fn is_bad_input(&self) -> bool {
-        use std::io::ErrorKind as K;
-        match self {
-            WeightsError::Tensor { .. } => false,
-            WeightsError::Io { source, .. } => {
-                matches!(
-                    source.kind(),
-                    K::NotFound | K::PermissionDenied | K::InvalidData | K::UnexpectedEof
-                )
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            use std::io::ErrorKind as K;
+            match self {
+                WeightsError::Tensor { .. } => false,
+                WeightsError::Io { source, .. } => {
+                    matches!(
+                        source.kind(),
+                        K::NotFound | K::PermissionDenied | K::InvalidData | K::UnexpectedEof
+                    )
+                }
+                _ => true,
             }
-            _ => true,
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }
@@ -608,6 +615,7 @@ impl safetensors::View for TensorBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
     use tch::Device;
 
     fn small_store() -> nn::VarStore {

@@ -3,6 +3,7 @@
 //! `config.json`, loaded by Hugging Face key names, and every stored tensor is compared in float32 on CPU
 //! with |port - ref| <= 1e-4 + 1e-4 * |ref|.
 
+use ethos_core::Classify;
 use std::path::{Path, PathBuf};
 
 use ethos_models::VideoModel;

@@ -2,6 +2,7 @@
 //! pickles), safetensors (single, sharded, truncated) and the atomic safetensors writer.
 //! Fixtures come from `tools/gen_weights_fixtures.py` (torch 2.11).
 
+use ethos_core::Classify;
 use std::path::{Path, PathBuf};
 
 use ethos_models::weights::{

@@ -15,7 +15,7 @@ use safetensors::{Dtype, View};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::history::HistoryRow;
+use ethos_eval::history::HistoryRow;
 
 /// Version of the checkpoint layout written by this build.
 pub const CHECKPOINT_FORMAT: u32 = 1;
@@ -49,12 +49,19 @@ pub enum CheckpointError {
     },
 }
 
-impl CheckpointError {
+impl ethos_core::Classify for CheckpointError {
     /// True when the error comes from the user's file (missing, damaged, not a checkpoint).
-    pub fn is_bad_input(&self) -> bool {
-        match self {
-            CheckpointError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            CheckpointError::Format { .. } => true,
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            match self {
+                CheckpointError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+                CheckpointError::Format { .. } => true,
+            }
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }
@@ -201,7 +208,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 }
 
 /// Writes the checkpoint to its temporary name and fsyncs it, without renaming it into place.
-/// Returns the temporary path. [`save`] = this + [`crate::atomic::commit`].
+/// Returns the temporary path. [`save`] = this + [`ethos_core::fs::commit_temp`].
 pub fn write_temp(
     path: &Path,
     model: &[(String, Tensor)],
@@ -238,7 +245,7 @@ pub fn write_temp(
     ]
     .into_iter()
     .collect();
-    let tmp = crate::atomic::temp_path(path);
+    let tmp = ethos_core::fs::temp_path(path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(path))?;
     }
@@ -260,26 +267,17 @@ pub fn save(
 ) -> Result<(), CheckpointError> {
     remove_stale_temps(path);
     let tmp = write_temp(path, model, optim, state, config)?;
-    crate::atomic::commit(&tmp, path).map_err(io_err(path))
+    ethos_core::fs::commit_temp(&tmp, path).map_err(io_err(path))
 }
 
-/// Removes temporary files of `path` left by killed writers (any process id).
+/// Removes temporary files next to `path` left by killed writers (processes that are gone).
 fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let prefix = format!(".{}.tmp-", name.to_string_lossy());
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    if let Err(e) = ethos_core::fs::clean_stale_temps(dir) {
+        tracing::warn!("cleaning stale temporary files in {}: {e}", dir.display());
     }
 }
 
@@ -415,6 +413,7 @@ pub fn varstore_tensors(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
 
     fn state(epoch: usize) -> TrainState {
         TrainState {

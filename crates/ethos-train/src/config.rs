@@ -185,10 +185,10 @@ pub struct TrainConfigError {
     pub reason: String,
 }
 
-impl TrainConfigError {
+impl ethos_core::Classify for TrainConfigError {
     /// Always true: caused by the user's config (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 
@@ -221,7 +221,7 @@ impl TrainConfig {
                 "must be >= 0".into(),
             ));
         }
-        crate::metrics::MetricKey::parse(&self.metric_key, classes)
+        ethos_eval::metrics::MetricKey::parse(&self.metric_key, classes)
             .map_err(|e| err("train.metric_key", &self.metric_key, e.to_string()))?;
         Ok(())
     }

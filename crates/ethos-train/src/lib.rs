@@ -1,16 +1,10 @@
-//! Training and evaluation of ethos: losses, optimiser and schedules, the resumable trainer,
-//! metrics, reports, and long-video inference into behaviour timelines.
+//! Training of ethos on libtorch: losses, the optimiser and schedules, checkpoints and the
+//! resumable trainer (epochs, validation, early stopping, history). Metrics and reports are in
+//! `ethos-eval`, long-video inference in `ethos-infer`.
 
-pub mod atomic;
 pub mod checkpoint;
 pub mod config;
-pub mod history;
 pub mod loss;
-pub mod metrics;
 pub mod optim;
-pub mod predict;
-pub mod predictions_csv;
-pub mod report;
 pub mod schedule;
-pub mod timeline;
 pub mod trainer;

@@ -62,10 +62,10 @@ pub enum LossError {
     BadMixupAlpha(f64),
 }
 
-impl LossError {
+impl ethos_core::Classify for LossError {
     /// True when the error comes from the user's config or data (every variant does).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

@@ -36,10 +36,10 @@ pub enum OptimError {
     StateMismatch(String),
 }
 
-impl OptimError {
+impl ethos_core::Classify for OptimError {
     /// True when the error comes from the user's config or files (every variant does).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

@@ -27,10 +27,10 @@ pub struct SchedError {
     pub message: String,
 }
 
-impl SchedError {
+impl ethos_core::Classify for SchedError {
     /// True: every schedule error comes from the config.
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

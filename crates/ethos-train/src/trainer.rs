@@ -25,15 +25,15 @@ use tch::{Device, Kind, Tensor, nn};
 
 use ethos_data::chunks::ChunkLayout;
 use ethos_models::config::ClipAggregation;
-use ethos_models::{InputLayout, VideoModel};
+use ethos_models::{Layout, VideoModel};
 
 use crate::checkpoint::{self, CHECKPOINT_FORMAT, CheckpointError, PartialEpoch, TrainState};
 use crate::config::TrainConfig;
-use crate::history::{HistoryRow, write_history_csv};
 use crate::loss::{FocalLoss, apply_mixup, draw_mixup, one_hot};
-use crate::metrics::{MetricKey, MetricSet};
 use crate::optim::{Accumulation, AdamW, AmpMode, GradScaler, autocast};
 use crate::schedule::Schedule;
+use ethos_eval::history::{HistoryRow, write_history_csv};
+use ethos_eval::metrics::{MetricKey, MetricSet};
 
 /// Errors of training and evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +81,20 @@ pub enum TrainError {
     Internal(String),
 }
 
-impl TrainError {
+impl ethos_core::Classify for TrainError {
     /// True for errors caused by the user's input (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        match self {
-            TrainError::Checkpoint(e) => e.is_bad_input(),
-            TrainError::BadInput(_) => true,
-            _ => false,
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            match self {
+                TrainError::Checkpoint(e) => e.is_bad_input(),
+                TrainError::BadInput(_) => true,
+                _ => false,
+            }
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }
@@ -101,7 +108,7 @@ pub struct HostBatch {
     /// 5-d shape in `layout` order.
     pub shape: [usize; 5],
     /// Layout of `inputs`.
-    pub layout: InputLayout,
+    pub layout: Layout,
     /// True class index per sample.
     pub labels: Vec<usize>,
     /// Event id per sample (for per-sample outputs).
@@ -134,7 +141,7 @@ pub trait BatchSource {
 }
 
 /// Converts a host batch to one tensor on `device` in the model's layout (one transfer per batch).
-pub fn batch_tensor(b: &HostBatch, want: InputLayout, device: Device) -> Tensor {
+pub fn batch_tensor(b: &HostBatch, want: Layout, device: Device) -> Tensor {
     let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
     let t = Tensor::from_slice(&b.inputs[..]).view(shape.as_slice());
     let t = if b.layout == want {
@@ -267,7 +274,7 @@ pub fn ensemble_chunks(
                     }
                 }
                 ClipAggregation::MajorityVote => {
-                    clip[crate::metrics::argmax(row)] += 1.0 / f as f64;
+                    clip[ethos_eval::metrics::argmax(row)] += 1.0 / f as f64;
                 }
             }
         }
@@ -985,7 +992,7 @@ pub fn per_sample_rows(
 ) {
     for i in 0..out.labels.len() {
         let p = &out.probs[i];
-        let pred = crate::metrics::argmax(p);
+        let pred = ethos_eval::metrics::argmax(p);
         let mut r = vec![
             split.to_string(),
             out.event_idx[i].to_string(),
@@ -1011,7 +1018,7 @@ pub fn write_per_sample_csv(
         .map(|s| s.to_string())
         .collect();
     header.extend(classes.iter().map(|c| format!("prob_{c}")));
-    crate::atomic::write_atomic(path, |w| {
+    ethos_core::fs::write_atomic(path, |w| {
         let mut csv = csv::Writer::from_writer(w);
         csv.write_record(&header).map_err(std::io::Error::other)?;
         for r in rows {

@@ -26,9 +26,14 @@ pub enum VideoError {
     Encode { path: PathBuf, reason: String },
 }
 
-impl VideoError {
+impl ethos_core::Classify for VideoError {
     /// True when the error is caused by the user's input (bad file or request), i.e. exit code 2.
-    pub fn is_bad_input(&self) -> bool {
-        !matches!(self, VideoError::Encode { .. })
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = { !matches!(self, VideoError::Encode { .. }) };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
+        }
     }
 }

@@ -36,3 +36,25 @@ pub fn init() {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     });
 }
+
+/// FFmpeg's library versions (`major.minor.micro`) and whether the encoders ethos can use are
+/// present, as JSON (for `ethos doctor`).
+pub fn ffmpeg_report() -> serde_json::Value {
+    init();
+    let version = |v: u32| format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff);
+    let encoders: Vec<serde_json::Value> =
+        ["libx264", "libx265", "mpeg4", "libopenh264", "h264_nvenc"]
+            .iter()
+            .map(|name| {
+                let found = ffmpeg_next::encoder::find_by_name(name).is_some();
+                serde_json::json!({"name": name, "available": found})
+            })
+            .collect();
+    serde_json::json!({
+        "avutil": version(ffmpeg_next::util::version()),
+        "avcodec": version(ffmpeg_next::codec::version()),
+        "avformat": version(ffmpeg_next::format::version()),
+        "swscale": version(ffmpeg_next::software::scaling::version()),
+        "encoders": encoders,
+    })
+}

@@ -123,7 +123,7 @@ impl ClipWriter {
             path: path.to_path_buf(),
             reason,
         };
-        let tmp_path = temp_name(path);
+        let tmp_path = ethos_core::fs::temp_path(path);
         let mut octx = format::output(&tmp_path).map_err(|e| {
             if path.extension().is_none() {
                 bad(format!("no container for a file without extension ({e})"))
@@ -271,15 +271,10 @@ impl ClipWriter {
         let tmp = self.tmp_path.clone();
         let path = self.path.clone();
         drop(self);
-        let io_err = |source| VideoError::Io {
+        ethos_core::fs::commit_temp(&tmp, &path).map_err(|source| VideoError::Io {
             path: path.clone(),
             source,
-        };
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err)?;
-        std::fs::rename(&tmp, &path).map_err(io_err)?;
-        Ok(())
+        })
     }
 
     fn drain(&mut self) -> Result<(), VideoError> {
@@ -324,23 +319,6 @@ impl Drop for ClipWriter {
 
 pub(crate) fn libc_eagain() -> i32 {
     ffmpeg::util::error::EAGAIN
-}
-
-/// `dir/.name.tmp-PID.ext`: same directory (atomic rename) and same extension (container guess).
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let tmp = format!(".{name}.tmp-{}{ext}", std::process::id());
-    match path.parent() {
-        Some(dir) => dir.join(tmp),
-        None => PathBuf::from(tmp),
-    }
 }
 
 /// The encoder for `codec`, and which codec it really is (H.264 falls back to MPEG-4).

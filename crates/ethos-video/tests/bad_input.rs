@@ -2,6 +2,7 @@
 
 mod common;
 
+use ethos_core::Classify;
 use std::path::Path;
 
 use ethos_video::{

@@ -4,9 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use ethos_train::predictions_csv::Predictions;
-
 /// Arguments of `ethos metrics`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,29 +23,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let classes: Option<Vec<String>> = args
         .classes
         .map(|list| list.into_iter().map(|c| c.trim().to_string()).collect());
-    if let Some(list) = &classes {
-        let dup = list
-            .iter()
-            .enumerate()
-            .find(|(i, c)| list[..*i].contains(c))
-            .map(|(_, c)| c);
-        if list.iter().any(|c| c.is_empty()) || dup.is_some() {
-            return Err(crate::exit::BadInput(format!(
-                "--classes: class names must be non-empty and distinct (got `{}`)",
-                list.join(",")
-            ))
-            .into());
-        }
-    }
-    let preds = Predictions::read(&args.predictions, classes.as_deref(), args.split.as_deref())?;
-    let metrics = preds.metrics()?;
-    tracing::info!(
-        "{}: {} samples, {} classes",
-        args.predictions.display(),
-        preds.labels.len(),
-        preds.classes.len()
-    );
-    let json = serde_json::to_string_pretty(&metrics).context("serialising metrics")?;
-    println!("{json}");
-    Ok(())
+    let (metrics, n) = ethos_pipeline::score::score_predictions(
+        &args.predictions,
+        classes.as_deref(),
+        args.split.as_deref(),
+    )?;
+    tracing::info!("{}: {n} samples", args.predictions.display());
+    crate::output::json(&metrics)
 }

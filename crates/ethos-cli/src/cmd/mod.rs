@@ -1,9 +1,7 @@
-//! One module per subcommand: each has an `Args` (clap) and a `run(args) -> anyhow::Result<()>`.
+//! One module per subcommand: each has an `Args` (clap) and a `run(args) -> anyhow::Result<()>`
+//! that parses, calls one function of `ethos-pipeline` and prints. Commands never call each other.
 
 pub mod bench;
-pub mod bench_decode;
-pub mod bench_model;
-pub mod bench_predict;
 pub mod cache;
 pub mod demo;
 pub mod doctor;
@@ -16,7 +14,6 @@ pub mod model;
 pub mod predict;
 pub mod probe;
 pub mod sample;
-pub mod sample_config;
 pub mod slurm;
 pub mod synth;
 pub mod train;

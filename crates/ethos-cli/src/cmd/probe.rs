@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 /// Arguments of `ethos probe`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,9 +12,6 @@ pub struct Args {
 /// Runs `ethos probe`: codec, size, rates, exact frame count, duration, start time, keyframe
 /// interval, rotation and B-frames as pretty JSON on stdout.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    ethos_video::init();
-    let info = ethos_video::probe(&args.video)
-        .with_context(|| format!("probing {}", args.video.display()))?;
-    println!("{}", serde_json::to_string_pretty(&info)?);
-    Ok(())
+    let info = ethos_pipeline::inspect::probe(&args.video)?;
+    crate::output::json(&info)
 }

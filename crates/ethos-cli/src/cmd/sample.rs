@@ -1,12 +1,13 @@
-//! `ethos sample VIDEO ...`: decodes the frames a model would see for one window and writes them as
-//! `OUT.png` (contact sheet) and `OUT.safetensors` (uint8 `frames`, `(T, H, W, 3)`); a JSON summary
-//! goes to stdout.
+//! `ethos sample`: what a model sees. `ethos sample VIDEO --start S --duration D ...` decodes the
+//! frames of one window; `ethos sample --config F --split S --event IDX [--augment]` writes exactly
+//! what the loader feeds the model for one event. Both write `OUT.png` (contact sheet) and
+//! `OUT.safetensors`; a JSON summary goes to stdout.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use ethos_video::{ClipRequest, ClipSampler, Resize, Roi, SampledClip};
+use ethos_core::{Error, Layout};
+use ethos_pipeline::sample::{EventSampleOptions, VideoSampleOptions, sample_event, sample_video};
+use ethos_video::Roi;
 
 /// Arguments of `ethos sample`.
 #[derive(clap::Args)]
@@ -40,74 +41,90 @@ pub struct Args {
     pub out: PathBuf,
     /// `--config F --split S --event IDX [--augment]`: what the loader feeds the model instead.
     #[command(flatten)]
-    pub from_config: super::sample_config::ConfigArgs,
+    pub from_config: ConfigArgs,
+}
+
+/// The `--config` form of `ethos sample`.
+#[derive(clap::Args, Debug, Default)]
+pub struct ConfigArgs {
+    /// Run config (YAML): sample what its loader would feed the model.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Split name (a key of `data.splits`).
+    #[arg(long, requires = "config", default_value = "train")]
+    pub split: String,
+    /// The event's `event_idx`.
+    #[arg(long, requires = "config")]
+    pub event: Option<u32>,
+    /// Apply the training augmentation (temporal jitter, crop, flip, TrivialAugmentWide).
+    #[arg(long, requires = "config")]
+    pub augment: bool,
+    /// Epoch whose random draws to use.
+    #[arg(long, requires = "config", default_value_t = 0)]
+    pub epoch: u64,
+    /// Position in the epoch whose random draws to use (the loader seeds each sample's RNG with
+    /// (seed, epoch, position)).
+    #[arg(long, requires = "config", default_value_t = 0)]
+    pub position: usize,
+    /// Input layout; default: the configured model's (`btchw` for V-JEPA 2, else `bcthw`).
+    #[arg(long, requires = "config", value_parser = parse_layout)]
+    pub layout: Option<Layout>,
+    /// Override a config key (repeatable), as for `ethos train`.
+    #[arg(long = "set", requires = "config", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    match s {
+        "bcthw" => Ok(Layout::Bcthw),
+        "btchw" => Ok(Layout::Btchw),
+        _ => Err(format!("`{s}`: expected bcthw or btchw")),
+    }
 }
 
 /// Runs `ethos sample`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    ethos_video::init();
-    if args.from_config.config.is_some() {
-        return super::sample_config::run(&args.from_config, &args.out);
-    }
-    let (Some(video), Some(start), Some(duration)) =
-        (args.video.clone(), args.start, args.duration)
-    else {
-        anyhow::bail!(crate::exit::BadInput(
-            "ethos sample needs VIDEO --start --duration, or --config".into()
-        ));
+    let c = args.from_config;
+    let summary = match &c.config {
+        Some(config) => {
+            let Some(event) = c.event else {
+                return Err(Error::bad_input("ethos sample --config needs --event IDX").into());
+            };
+            let cfg = ethos_pipeline::RunConfig::load(config, &c.set)?;
+            sample_event(
+                &cfg,
+                &EventSampleOptions {
+                    split: c.split,
+                    event,
+                    augment: c.augment,
+                    epoch: c.epoch,
+                    position: c.position,
+                    layout: c.layout,
+                    out: args.out,
+                },
+            )?
+        }
+        None => {
+            let (Some(video), Some(start_s), Some(duration_s)) =
+                (args.video, args.start, args.duration)
+            else {
+                return Err(Error::bad_input(
+                    "ethos sample needs VIDEO --start --duration, or --config",
+                )
+                .into());
+            };
+            sample_video(&VideoSampleOptions {
+                video,
+                start_s,
+                duration_s,
+                fps: args.fps,
+                frames: args.frames,
+                short_side: args.short_side,
+                roi: args.roi,
+                threads: args.threads,
+                out: args.out,
+            })?
+        }
     };
-    let req = ClipRequest {
-        start_s: start,
-        duration_s: duration,
-        fps: args.fps,
-        num_frames: args.frames,
-        roi: args.roi,
-        resize: args.short_side.map_or(Resize::None, Resize::ShortSide),
-    };
-    let sampled = ClipSampler::new(args.threads)
-        .sample(&video, &req)
-        .with_context(|| format!("sampling {}", video.display()))?;
-    write_sampled(&sampled, &video, &args.out)
-}
-
-/// Writes a sampled clip as `OUT.png` + `OUT.safetensors` (with times, frame indices and padding in
-/// the safetensors metadata), logs where, and prints a JSON summary to stdout.
-pub fn write_sampled(
-    sampled: &SampledClip,
-    video: &std::path::Path,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
-    let summary = serde_json::json!({
-        "video": video,
-        "shape": sampled.clip.shape(),
-        "times_s": sampled.times_s,
-        "frame_indices": sampled.frame_indices,
-        "padded": sampled.padded,
-    });
-    let mut meta = HashMap::new();
-    meta.insert("video".to_string(), video.display().to_string());
-    meta.insert(
-        "times_s".to_string(),
-        serde_json::to_string(&sampled.times_s)?,
-    );
-    meta.insert(
-        "frame_indices".to_string(),
-        serde_json::to_string(&sampled.frame_indices)?,
-    );
-    meta.insert("padded".to_string(), sampled.padded.to_string());
-    let (png, st) = crate::clip_out::write_clip(&sampled.clip, out, meta)?;
-    if sampled.padded > 0 {
-        tracing::warn!(
-            "{} of {} frames are past the end of {} and repeat its last frame",
-            sampled.padded,
-            sampled.times_s.len(),
-            video.display()
-        );
-    }
-    tracing::info!("wrote {} and {}", png.display(), st.display());
-    let mut summary = summary;
-    summary["png"] = serde_json::json!(png);
-    summary["safetensors"] = serde_json::json!(st);
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(())
+    crate::output::json(&summary)
 }

@@ -31,8 +31,9 @@ use rayon::prelude::*;
 
 use super::scene::{Part, SimEvent};
 use super::{CLASSES, CameraLook, SynthError, SynthSpec, VideoPlan, simulate_pen, stream};
-use crate::manifest::{Event, write_atomic, write_events_csv};
+use crate::manifest::{Event, write_events_csv};
 use crate::transforms::geometry::{CropBox, resized_crop_frame};
+use ethos_core::fs::write_bytes_atomic as write_atomic;
 
 /// File name of the close-up video (under `long/`).
 pub const CLOSEUP_FILE: &str = "closeup.mp4";
@@ -375,9 +376,23 @@ impl LongVideoPlan {
     /// stretch of a bout (seconds in the close-up video).
     pub fn segments_csv(&self) -> String {
         let fps = self.fps as f64;
-        let mut s = String::from(
-            "segment,start_s,duration_s,kind,pen,source_start_s,crop_x,crop_y,crop_w,crop_h,contact_start_s,contact_duration_s\n",
-        );
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header = [
+            "segment",
+            "start_s",
+            "duration_s",
+            "kind",
+            "pen",
+            "source_start_s",
+            "crop_x",
+            "crop_y",
+            "crop_w",
+            "crop_h",
+            "contact_start_s",
+            "contact_duration_s",
+        ];
+        // Writing CSV into memory cannot fail.
+        let _ = w.write_record(header);
         for (i, seg) in self.segments.iter().enumerate() {
             let (kind, contact) = match seg.bout {
                 Some((part, pre, n)) => (
@@ -385,26 +400,28 @@ impl LongVideoPlan {
                         Part::Ear => CLASSES[0],
                         Part::Tail => CLASSES[1],
                     },
-                    format!(
-                        "{:.3},{:.3}",
-                        (seg.start_frame + pre) as f64 / fps,
-                        n as f64 / fps
-                    ),
+                    [
+                        format!("{:.3}", (seg.start_frame + pre) as f64 / fps),
+                        format!("{:.3}", n as f64 / fps),
+                    ],
                 ),
-                None => (super::BACKGROUND_CLASS, ",".to_string()),
+                None => (super::BACKGROUND_CLASS, [String::new(), String::new()]),
             };
-            s.push_str(&format!(
-                "{i},{:.3},{:.3},{kind},{},{:.3},{},{},{},{},{contact}\n",
-                seg.start_frame as f64 / fps,
-                seg.frames as f64 / fps,
-                self.pens[seg.pen].file_name,
-                seg.first_frame as f64 / fps,
-                seg.crop.x,
-                seg.crop.y,
-                seg.crop.w,
-                seg.crop.h,
-            ));
+            let _ = w.write_record([
+                i.to_string(),
+                format!("{:.3}", seg.start_frame as f64 / fps),
+                format!("{:.3}", seg.frames as f64 / fps),
+                kind.to_string(),
+                self.pens[seg.pen].file_name.clone(),
+                format!("{:.3}", seg.first_frame as f64 / fps),
+                seg.crop.x.to_string(),
+                seg.crop.y.to_string(),
+                seg.crop.w.to_string(),
+                seg.crop.h.to_string(),
+                contact[0].clone(),
+                contact[1].clone(),
+            ]);
         }
-        s
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
 }

@@ -24,9 +24,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::manifest::{Event, write_atomic, write_events_csv};
+use crate::manifest::{Event, write_events_csv};
 pub use background::{Anchor, Region};
 pub use closeup::{CLOSEUP_FILE, CLOSEUP_SEGMENTS, CLOSEUP_TRUTH, LongVideoPlan, Segment};
+use ethos_core::fs::write_bytes_atomic as write_atomic;
 pub use render::{Background, CameraLook};
 pub use scene::{CalfLook, Camera, Part, Pose, SimEvent, V2, VideoSim};
 
@@ -129,10 +130,15 @@ pub enum SynthError {
     Plan(String),
 }
 
-impl SynthError {
+impl ethos_core::Classify for SynthError {
     /// True for bad settings (exit code 2); write and encode failures are internal.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, SynthError::BadSpec { .. })
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = { matches!(self, SynthError::BadSpec { .. }) };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use ethos_core::Classify;
 use ethos_video::Roi;
 
 fn tiny(seed: u64) -> SynthSpec {

@@ -2,27 +2,8 @@
 //! `(v / 255 - mean[c]) / std[c]`, per RGB channel.
 
 use ethos_video::Clip;
-use serde::{Deserialize, Serialize};
 
-/// Memory layout of a float32 batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Layout {
-    /// `(B, C, T, H, W)`: torchvision video models (MViTv2, R3D-18).
-    #[default]
-    Bcthw,
-    /// `(B, T, C, H, W)`: V-JEPA 2 and image-style encoders.
-    Btchw,
-}
-
-impl Layout {
-    /// The 5-d shape of a batch of `b` clips of `t` frames of `h` x `w` RGB pixels.
-    pub fn shape(self, b: usize, t: usize, h: usize, w: usize) -> [usize; 5] {
-        match self {
-            Layout::Bcthw => [b, 3, t, h, w],
-            Layout::Btchw => [b, t, 3, h, w],
-        }
-    }
-}
+pub use ethos_core::Layout;
 
 /// Per-channel mean/std normalisation through a 256-entry lookup table per channel.
 #[derive(Debug, Clone)]

@@ -24,7 +24,6 @@
 //! checkpoint and settings, so a run killed at any moment redoes at most the video it was on.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,7 +32,7 @@ use ethos_video::{Clip, FrameReader, ReaderOptions, Resize, Roi};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::timeline::{Bout, MergeRule, WindowProbs, merge_windows};
+use ethos_eval::timeline::{Bout, MergeRule, WindowProbs, merge_windows};
 
 /// Errors of long-video inference.
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +54,20 @@ pub enum PredictError {
     Model(String),
 }
 
-impl PredictError {
+impl ethos_core::Classify for PredictError {
     /// True for errors the user's input caused.
-    pub fn is_bad_input(&self) -> bool {
-        match self {
-            PredictError::BadInput(_) => true,
-            PredictError::Video(v) => v.is_bad_input(),
-            _ => false,
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = {
+            match self {
+                PredictError::BadInput(_) => true,
+                PredictError::Video(v) => v.is_bad_input(),
+                _ => false,
+            }
+        };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
         }
     }
 }
@@ -209,7 +215,7 @@ pub struct Predictor<'a> {
 }
 
 /// What one video took and gave.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoSummary {
     /// The video as listed.
     pub video: String,
@@ -246,6 +252,9 @@ pub struct DoneMarker {
     /// Whether `NAME.frames.csv` was written (per-frame heads).
     #[serde(default)]
     pub frames: bool,
+    /// What the run that wrote the outputs reported for this video.
+    #[serde(default)]
+    pub summary: Option<VideoSummary>,
 }
 
 /// Output paths of one video in `out_dir`.
@@ -284,32 +293,21 @@ pub fn shard<T: Clone>(list: &[T], index: usize, count: usize) -> Vec<T> {
         .collect()
 }
 
-/// Parses `i/N` (0-based i < N).
-pub fn parse_shard(s: &str) -> Result<(usize, usize), PredictError> {
-    let bad = || PredictError::BadInput(format!("--shard {s}: expected i/N with 0 <= i < N"));
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
-/// True when `done` holds a marker with `settings_hash`.
-pub fn is_complete(outputs: &VideoOutputs, settings_hash: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(&outputs.done) else {
-        return false;
-    };
-    let Ok(marker) = serde_json::from_str::<DoneMarker>(&text) else {
-        return false;
-    };
-    marker.settings_hash == settings_hash
+/// The summary stored with a video's outputs when they are complete and were made with
+/// `settings_hash` (so a resumed run reports the whole list), else `None`.
+pub fn completed(outputs: &VideoOutputs, settings_hash: &str) -> Option<VideoSummary> {
+    let text = std::fs::read_to_string(&outputs.done).ok()?;
+    let marker = serde_json::from_str::<DoneMarker>(&text).ok()?;
+    let complete = marker.settings_hash == settings_hash
         && outputs.windows.is_file()
         && outputs.events.is_file()
-        && (!marker.frames || outputs.frames.is_file())
+        && (!marker.frames || outputs.frames.is_file());
+    complete.then(|| {
+        marker.summary.unwrap_or_else(|| VideoSummary {
+            windows: marker.windows,
+            ..Default::default()
+        })
+    })
 }
 
 /// A batch of prepared windows leaving the decode thread.
@@ -321,13 +319,6 @@ struct WindowBatch {
 }
 
 impl Predictor<'_> {
-    fn layout(&self) -> Layout {
-        match self.model.input_layout() {
-            ethos_models::InputLayout::Bcthw => Layout::Bcthw,
-            ethos_models::InputLayout::Btchw => Layout::Btchw,
-        }
-    }
-
     /// Scores every window of `video` and writes its outputs to `outputs` (atomically), the done
     /// marker last.
     pub fn predict_video(
@@ -340,7 +331,7 @@ impl Predictor<'_> {
         self.spec.validate()?;
         let t0 = Instant::now();
         let spec = self.spec.clone();
-        let layout = self.layout();
+        let layout = self.model.input_layout();
         let batch_size = self.batch_size.max(1);
         let threads = self.decoder_threads.max(1);
         let (tx, rx) = crossbeam_channel::bounded::<Result<WindowBatch, PredictError>>(2);
@@ -430,6 +421,14 @@ impl Predictor<'_> {
             return Err(e);
         }
 
+        if probs.is_empty() {
+            // A file that opens but yields no frame (truncated, empty stream) has no windows:
+            // that is a failure, not an empty timeline.
+            return Err(PredictError::BadInput(format!(
+                "{}: no frame could be decoded (a video shorter than one window, or a truncated file)",
+                video.display()
+            )));
+        }
         let stride = self.spec.stride_frames() as f64 / self.spec.fps;
         let windows: Vec<WindowProbs> = probs
             .into_iter()
@@ -453,18 +452,6 @@ impl Predictor<'_> {
                 &self.classes,
             )?;
         }
-        let marker = DoneMarker {
-            settings_hash: settings_hash.to_string(),
-            windows: windows.len(),
-            frames: has_frames,
-        };
-        write_atomic(
-            &outputs.done,
-            serde_json::to_string_pretty(&marker)
-                .expect("plain data")
-                .as_bytes(),
-        )?;
-
         let mut events = BTreeMap::new();
         for c in &self.classes {
             events.insert(c.clone(), 0);
@@ -474,7 +461,7 @@ impl Predictor<'_> {
                 .entry(self.classes[b.class_index].clone())
                 .or_default() += 1;
         }
-        Ok(VideoSummary {
+        let summary = VideoSummary {
             video: video_name.to_string(),
             status: "ok".into(),
             error: None,
@@ -486,7 +473,21 @@ impl Predictor<'_> {
             model_s,
             camera: None,
             roi: self.spec.roi,
-        })
+        };
+        let marker = DoneMarker {
+            settings_hash: settings_hash.to_string(),
+            windows: windows.len(),
+            frames: has_frames,
+            summary: Some(summary.clone()),
+        };
+        let json = serde_json::to_string_pretty(&marker).unwrap_or_default();
+        ethos_core::fs::write_bytes_atomic(&outputs.done, json.as_bytes()).map_err(|source| {
+            PredictError::Io {
+                path: outputs.done.clone(),
+                source,
+            }
+        })?;
+        Ok(summary)
     }
 }
 
@@ -607,21 +608,32 @@ fn decode_windows(
     (last_t + 1.0 / spec.fps, blocked_s)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
-    let io = |source| PredictError::Io {
+/// Writes a CSV atomically through the `csv` crate (any video path or class name round-trips).
+fn write_csv_atomic(
+    path: &Path,
+    header: &[String],
+    rows: impl Iterator<Item = Vec<String>>,
+) -> Result<(), PredictError> {
+    ethos_core::fs::write_atomic(path, |f| {
+        let mut w = csv::Writer::from_writer(f);
+        w.write_record(header).map_err(std::io::Error::other)?;
+        for r in rows {
+            w.write_record(&r).map_err(std::io::Error::other)?;
+        }
+        w.flush()
+    })
+    .map_err(|source| PredictError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
+}
+
+fn prob_header(first: &[&str], classes: &[String]) -> Vec<String> {
+    first
+        .iter()
+        .map(|s| s.to_string())
+        .chain(classes.iter().map(|c| format!("prob_{c}")))
+        .collect()
 }
 
 fn write_windows_csv(
@@ -629,19 +641,12 @@ fn write_windows_csv(
     windows: &[WindowProbs],
     classes: &[String],
 ) -> Result<(), PredictError> {
-    let mut s = String::from("start_s,end_s");
-    for c in classes {
-        s.push_str(&format!(",prob_{c}"));
-    }
-    s.push('\n');
-    for w in windows {
-        s.push_str(&format!("{:.4},{:.4}", w.start_s, w.end_s));
-        for p in &w.probs {
-            s.push_str(&format!(",{p:.6}"));
-        }
-        s.push('\n');
-    }
-    write_atomic(path, s.as_bytes())
+    let rows = windows.iter().map(|w| {
+        let mut r = vec![format!("{:.4}", w.start_s), format!("{:.4}", w.end_s)];
+        r.extend(w.probs.iter().map(|p| format!("{p:.6}")));
+        r
+    });
+    write_csv_atomic(path, &prob_header(&["start_s", "end_s"], classes), rows)
 }
 
 /// Per-frame probabilities of a per-frame head over one video, on the window grid (frame `g` at
@@ -738,35 +743,36 @@ fn write_frames_csv(
     fps: f64,
     classes: &[String],
 ) -> Result<(), PredictError> {
-    let mut s = String::from("frame,time_s");
-    for c in classes {
-        s.push_str(&format!(",prob_{c}"));
-    }
-    s.push('\n');
-    for (g, r) in rows.chunks(classes.len().max(1)).enumerate() {
-        s.push_str(&format!("{g},{:.4}", first_time + g as f64 / fps));
-        for p in r {
-            s.push_str(&format!(",{p:.6}"));
-        }
-        s.push('\n');
-    }
-    write_atomic(path, s.as_bytes())
+    let rows = rows.chunks(classes.len().max(1)).enumerate().map(|(g, r)| {
+        let mut row = vec![g.to_string(), format!("{:.4}", first_time + g as f64 / fps)];
+        row.extend(r.iter().map(|p| format!("{p:.6}")));
+        row
+    });
+    write_csv_atomic(path, &prob_header(&["frame", "time_s"], classes), rows)
 }
 
 fn write_events_csv(path: &Path, bouts: &[Bout], classes: &[String]) -> Result<(), PredictError> {
-    let mut s = String::from("event_idx,video,start_s,duration_s,behavior,score\n");
-    for (i, b) in bouts.iter().enumerate() {
-        s.push_str(&format!(
-            "{},{},{:.4},{:.4},{},{:.4}\n",
-            i + 1,
-            b.video,
-            b.start_s,
-            b.duration_s(),
-            classes[b.class_index],
-            b.score
-        ));
-    }
-    write_atomic(path, s.as_bytes())
+    let header: Vec<String> = [
+        "event_idx",
+        "video",
+        "start_s",
+        "duration_s",
+        "behavior",
+        "score",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = bouts.iter().enumerate().map(|(i, b)| {
+        vec![
+            (i + 1).to_string(),
+            b.video.clone(),
+            format!("{:.4}", b.start_s),
+            format!("{:.4}", b.duration_s()),
+            classes[b.class_index].clone(),
+            format!("{:.4}", b.score),
+        ]
+    });
+    write_csv_atomic(path, &header, rows)
 }
 
 #[cfg(test)]
@@ -816,10 +822,6 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, list);
         assert_eq!(shard(&list, 1, 3), vec![1, 4, 7]);
-        assert_eq!(parse_shard("2/3").unwrap(), (2, 3));
-        for bad in ["3/3", "x/2", "1", "0/0", "-1/2"] {
-            assert!(parse_shard(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! The rows also travel inside each checkpoint, so a resumed run rewrites exactly the rows of the
 //! epochs it continues from.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -72,8 +71,9 @@ pub fn write_history_csv(path: &Path, rows: &[HistoryRow]) -> std::io::Result<()
         ]
         .map(String::from),
     );
-    crate::atomic::write_atomic(path, |w| {
-        writeln!(w, "{}", header.join(","))?;
+    ethos_core::fs::write_atomic(path, |f| {
+        let mut w = csv::Writer::from_writer(f);
+        w.write_record(&header).map_err(std::io::Error::other)?;
         for r in rows {
             let mut cells = vec![
                 r.epoch.to_string(),
@@ -86,9 +86,9 @@ pub fn write_history_csv(path: &Path, rows: &[HistoryRow]) -> std::io::Result<()
             cells.push(format!("{}", r.train_val_gap));
             cells.push(format!("{:.3}", r.epoch_seconds));
             cells.push(format!("{:.2}", r.samples_per_s));
-            writeln!(w, "{}", cells.join(","))?;
+            w.write_record(&cells).map_err(std::io::Error::other)?;
         }
-        Ok(())
+        w.flush()
     })
 }
 

@@ -4,17 +4,24 @@
 //! identifies the result by a hash.
 //!
 //! Unknown keys are errors naming the key path with a "did you mean" from the keys that section
-//! knows; wrong types name the key and the value. All of these are [`BadInput`] (exit code 2).
+//! knows; wrong types name the key and the value; every rule that can be checked without running
+//! is checked here, before a command writes anything. All of these are bad input (exit code 2).
+//!
+//! This is the one place where a run configuration is composed: from a YAML file
+//! ([`RunConfig::load`]) or from the resolved config stored in a checkpoint
+//! ([`RunConfig::for_checkpoint`]), each with `--set` overrides.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::exit::BadInput;
+use ethos_core::Error;
+
+/// Results of config composition.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// The top-level sections of a run configuration.
 pub const SECTIONS: [&str; 8] = [
@@ -47,39 +54,95 @@ pub struct RunConfig {
     pub sched: ethos_train::schedule::SchedConfig,
     /// `train:` (ethos-train).
     pub train: ethos_train::config::TrainConfig,
-    /// `predict:` (ethos-train): per-camera ROIs for `ethos predict`.
-    pub predict: ethos_train::predict::PredictConfig,
+    /// `predict:` (ethos-infer): per-camera ROIs for `ethos predict`.
+    pub predict: ethos_infer::predict::PredictConfig,
 }
 
 impl RunConfig {
     /// Reads `path`, applies `overrides` (`key=value`, dotted keys, YAML values) and composes.
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| BadInput(format!("cannot read config {}: {e}", path.display())))?;
+            .map_err(|e| Error::input_io(path, e).context(format!("config {}", path.display())))?;
         Self::from_yaml_str(&text, path, overrides)
     }
 
     /// Composes from YAML text; `path` names the file (for messages and relative paths).
     pub fn from_yaml_str(text: &str, path: &Path, overrides: &[String]) -> Result<RunConfig> {
-        let tree: Value = serde_norway::from_str(text)
-            .map_err(|e| BadInput(format!("config {}: not valid YAML: {e}", path.display())))?;
+        let tree = parse_yaml(text).map_err(|e| bad(path, e))?;
         let mut tree = match tree {
             Value::Object(m) => m,
             Value::Null => Map::new(),
             other => {
-                return Err(BadInput(format!(
-                    "config {}: the top level must be a mapping of sections ({}), found {}",
-                    path.display(),
-                    SECTIONS.join(", "),
-                    short(&other)
-                ))
-                .into());
+                return Err(bad(
+                    path,
+                    format!(
+                        "the top level must be a mapping of sections ({}), found {}",
+                        SECTIONS.join(", "),
+                        short(&other)
+                    ),
+                ));
             }
         };
         check_top_level(path, &tree)?;
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
+        Self::compose(tree, path)
+    }
+
+    /// Composes the configuration stored in a checkpoint (or a run's `config.yaml`) with
+    /// `overrides`; `origin` names it in messages. Paths in it are already absolute.
+    pub fn from_stored(stored: &Value, origin: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let mut tree = match stored {
+            Value::Object(m) => m.clone(),
+            _ => {
+                return Err(bad(
+                    origin,
+                    "the stored configuration is not a mapping of sections",
+                ));
+            }
+        };
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        Self::compose(tree, origin)
+    }
+
+    /// The configuration of a command that runs a checkpoint (`eval`, `predict`, `calibrate`):
+    /// `config` when given (with `overrides`), else the one stored in the checkpoint. The class
+    /// list (names and order) must be the checkpoint's: a model scores its own classes, and
+    /// another order would silently swap them.
+    pub fn for_checkpoint(
+        ckpt: &Path,
+        config: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<(RunConfig, ethos_train::checkpoint::TrainState)> {
+        let (state, stored) = ethos_train::checkpoint::load_state(ckpt)
+            .map_err(|e| Error::from(e).context(format!("checkpoint {}", ckpt.display())))?;
+        let cfg = match config {
+            Some(p) => RunConfig::load(p, overrides)?,
+            None => RunConfig::from_stored(&stored, ckpt, overrides)?,
+        };
+        let stored_classes: Option<Vec<String>> = stored
+            .get("data")
+            .and_then(|d| d.get("classes"))
+            .and_then(|c| serde_json::from_value(c.clone()).ok());
+        if let Some(classes) = stored_classes
+            && classes != cfg.data.classes
+        {
+            return Err(Error::bad_input(format!(
+                "data.classes = [{}] does not match the checkpoint {}, trained on [{}] (names and order must be equal)",
+                cfg.data.classes.join(", "),
+                ckpt.display(),
+                classes.join(", ")
+            )));
+        }
+        Ok((cfg, state))
+    }
+
+    /// Types every section, resolves paths against the config's folder, and checks every rule
+    /// that can be checked before running.
+    fn compose(tree: Map<String, Value>, path: &Path) -> Result<RunConfig> {
         let base = path
             .parent()
             .map(|p| {
@@ -117,9 +180,18 @@ impl RunConfig {
             );
         }
         let loss: ethos_train::loss::LossConfig = section(path, &tree, "loss")?;
+        loss.validate(data.classes.len())
+            .map_err(|e| bad(path, format!("loss: {e}")))?;
         let optim: ethos_train::optim::OptimConfig = section(path, &tree, "optim")?;
+        optim
+            .validate()
+            .map_err(|e| bad(path, format!("optim: {e}")))?;
         let sched: ethos_train::schedule::SchedConfig = section(path, &tree, "sched")?;
         let mut train: ethos_train::config::TrainConfig = section(path, &tree, "train")?;
+        // The schedule's rules depend on the run length only, not on the batches per epoch.
+        sched
+            .build(optim.lr, train.epochs.max(1), 1)
+            .map_err(|e| bad(path, format!("sched: {e}")))?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -136,7 +208,8 @@ impl RunConfig {
             *p = base.join(&*p);
         }
         train.validate(&data.classes).map_err(|e| bad(path, e))?;
-        let predict: ethos_train::predict::PredictConfig = section(path, &tree, "predict")?;
+        check_train_model(&train, &model, &data).map_err(|e| bad(path, e))?;
+        let predict: ethos_infer::predict::PredictConfig = section(path, &tree, "predict")?;
         predict.validate().map_err(|e| bad(path, e))?;
         Ok(RunConfig {
             path: path.to_path_buf(),
@@ -188,8 +261,8 @@ impl RunConfig {
     }
 
     /// The resolved configuration as YAML (what `config.yaml` in the run directory holds).
-    pub fn to_yaml(&self) -> Result<String> {
-        serde_norway::to_string(&self.resolved()).context("serialising the resolved config")
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(&self.resolved()).unwrap_or_default()
     }
 
     /// The run directory (`train.run_dir`, always set after composition).
@@ -199,12 +272,87 @@ impl RunConfig {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs/run"))
     }
+
+    /// The file of a split (for messages), empty when the split is not configured.
+    pub fn split_file(&self, split: &str) -> String {
+        self.data
+            .splits
+            .get(split)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
 }
 
-/// Composes a stored resolved configuration (from a checkpoint or a run's `config.yaml`).
-pub fn from_resolved(value: &Value, origin: &Path) -> Result<RunConfig> {
-    let text = serde_norway::to_string(value).context("re-serialising a stored config")?;
-    RunConfig::from_yaml_str(&text, origin, &[])
+/// Parses YAML into a JSON tree, refusing what JSON cannot hold or YAML hides: duplicate keys
+/// (YAML parsers keep the last silently) and non-finite numbers (`.nan`, `.inf`), each named by
+/// its key path.
+fn parse_yaml(text: &str) -> std::result::Result<Value, String> {
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    yaml_to_json(&yaml, "")
+}
+
+fn yaml_to_json(v: &serde_norway::Value, key: &str) -> std::result::Result<Value, String> {
+    use serde_norway::Value as Y;
+    let at = |k: &str| {
+        if k.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("key `{k}`")
+        }
+    };
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("{}: {n} is not a finite number", at(key)))?
+            }
+        }
+        Y::String(s) => Value::String(s.clone()),
+        Y::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| yaml_to_json(x, &format!("{key}[{i}]")))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, x) in m {
+                let name = match k {
+                    Y::String(s) => s.clone(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(format!(
+                            "{}: keys must be plain names, found {other:?}",
+                            at(key)
+                        ));
+                    }
+                };
+                let path = if key.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{key}.{name}")
+                };
+                if out.contains_key(&name) {
+                    return Err(format!("key `{path}` appears twice"));
+                }
+                let value = yaml_to_json(x, &path)?;
+                out.insert(name, value);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => yaml_to_json(&t.value, key)?,
+    })
 }
 
 /// Cross-section rules of the model and data sections: the FERAL head and partial freezing need
@@ -242,8 +390,35 @@ fn check_model_data(
     Ok(())
 }
 
-fn bad(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
-    BadInput(format!("config {}: {e}", path.display())).into()
+/// Rules across the `train` section and the model: frame-level metric keys need per-frame
+/// outputs, and activation checkpointing needs a model that supports it.
+fn check_train_model(
+    train: &ethos_train::config::TrainConfig,
+    model: &ethos_models::config::ModelConfig,
+    data: &ethos_data::config::DataConfig,
+) -> std::result::Result<(), String> {
+    use ethos_models::config::HeadKind;
+    let metric = ethos_eval::metrics::MetricKey::parse(&train.metric_key, &data.classes)
+        .map_err(|e| format!("train.metric_key: {e}"))?;
+    if metric.is_frame_level() && model.head != HeadKind::Feral && data.chunk_length.is_none() {
+        return Err(format!(
+            "train.metric_key = {}: frame-level metrics need a per-frame head (model.head: feral) or frame-level chunks (data.chunk_length)",
+            train.metric_key
+        ));
+    }
+    if train.grad_checkpointing {
+        return Err(
+            "train.grad_checkpointing = true: per-block recomputation is not implemented yet; \
+             set it to false and reduce data.batch_size, data.chunk_length or freeze more layers \
+             (model.freeze_encoder_layers) instead"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::bad_input(format!("config {}: {e}", path.display()))
 }
 
 fn short(v: &Value) -> String {
@@ -269,13 +444,12 @@ fn suggestion(word: &str, candidates: &[&str]) -> String {
 fn check_top_level(path: &Path, tree: &Map<String, Value>) -> Result<()> {
     for key in tree.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            return Err(BadInput(format!(
+            return Err(Error::bad_input(format!(
                 "config {}: unknown section `{key}`{}; sections: {}",
                 path.display(),
                 suggestion(key, &SECTIONS),
                 SECTIONS.join(", ")
-            ))
-            .into());
+            )));
         }
     }
     Ok(())
@@ -285,34 +459,31 @@ fn check_top_level(path: &Path, tree: &Map<String, Value>) -> Result<()> {
 /// `null`, or a plain string).
 pub fn apply_override(tree: &mut Map<String, Value>, spec: &str) -> Result<()> {
     let (key, raw) = spec.split_once('=').ok_or_else(|| {
-        BadInput(format!(
+        Error::bad_input(format!(
             "--set {spec:?}: expected key=value (e.g. optim.lr=2e-5)"
         ))
     })?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(BadInput(format!("--set {spec:?}: key `{key}` has an empty part")).into());
+        return Err(Error::bad_input(format!(
+            "--set {spec:?}: key `{key}` has an empty part"
+        )));
     }
     if !SECTIONS.contains(&parts[0]) {
-        return Err(BadInput(format!(
+        return Err(Error::bad_input(format!(
             "--set {spec:?}: unknown section `{}`{}; sections: {}",
             parts[0],
             suggestion(parts[0], &SECTIONS),
             SECTIONS.join(", ")
-        ))
-        .into());
+        )));
     }
     if parts.len() < 2 {
-        return Err(BadInput(format!(
+        return Err(Error::bad_input(format!(
             "--set {spec:?}: name a key inside the section, e.g. {key}.x=..."
-        ))
-        .into());
+        )));
     }
-    let value: Value = serde_norway::from_str(raw).map_err(|e| {
-        BadInput(format!(
-            "--set {spec:?}: value {raw:?} is not valid YAML: {e}"
-        ))
-    })?;
+    let value = parse_yaml(raw)
+        .map_err(|e| Error::bad_input(format!("--set {spec:?}: value {raw:?}: {e}")))?;
     let mut node = tree;
     for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
         let entry = node
@@ -322,7 +493,7 @@ pub fn apply_override(tree: &mut Map<String, Value>, spec: &str) -> Result<()> {
             *entry = Value::Object(Map::new());
         }
         node = entry.as_object_mut().ok_or_else(|| {
-            BadInput(format!(
+            Error::bad_input(format!(
                 "--set {spec:?}: `{}` is a value, not a section",
                 parts[..=i].join(".")
             ))
@@ -346,12 +517,11 @@ fn section<T: DeserializeOwned>(path: &Path, tree: &Map<String, Value>, name: &s
         } else {
             format!("{name}.{sub}")
         };
-        BadInput(format!(
+        Error::bad_input(format!(
             "config {}: {}",
             path.display(),
             describe(&key, &inner)
         ))
-        .into()
     })
 }
 
@@ -440,8 +610,8 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         let Err(e) = r else {
             panic!("expected an error")
         };
-        assert_eq!(crate::exit::code(&e), 2, "{e:#}");
-        format!("{e:#}")
+        assert!(e.is_bad_input(), "{e:?}");
+        format!("{e:?}")
     }
 
     #[test]
@@ -458,7 +628,8 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         // Keys that cannot change results do not change the hash.
         assert_eq!(load(BASE, &["train.resume=auto"]).unwrap().hash(), h);
         // The resolved YAML composes again to the same config.
-        let again = from_resolved(&c.resolved(), Path::new("/elsewhere/config.yaml")).unwrap();
+        let again = RunConfig::from_stored(&c.resolved(), Path::new("/elsewhere/config.yaml"), &[])
+            .unwrap();
         assert_eq!(again.hash(), h);
         assert_eq!(again.data.events, c.data.events);
     }
@@ -572,7 +743,8 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         let c = load(BASE, &["predict.camera_rois.cam0=[0, 0, 640, 360]"]).unwrap();
         assert_eq!(c.predict.camera_rois["cam0"], [0, 0, 640, 360]);
         assert_eq!(c.hash(), h);
-        let again = from_resolved(&c.resolved(), Path::new("/x/config.yaml")).unwrap();
+        let again =
+            RunConfig::from_stored(&c.resolved(), Path::new("/x/config.yaml"), &[]).unwrap();
         assert_eq!(again.predict, c.predict);
         let m = msg(load(BASE, &["predict.camera_rois.cam0=[0, 0, 0, 360]"]));
         assert!(m.contains("predict.camera_rois.cam0"), "{m}");

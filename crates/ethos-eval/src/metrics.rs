@@ -75,10 +75,10 @@ pub enum MetricsError {
     },
 }
 
-impl MetricsError {
+impl ethos_core::Classify for MetricsError {
     /// True when the error comes from user input (every variant does: data or config).
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 

@@ -1,24 +1,34 @@
-//! Builds any ethos video model from an architecture name plus a preset or config file, for the
-//! CLI (`ethos model forward|summary`, `ethos bench model`) and the trainer.
+//! The one model factory of ethos: architecture + preset or config file (+ head, freezing, weights)
+//! → a model on a VarStore. Training, evaluation, inference, `ethos model forward|summary` and the
+//! benchmarks all build models here.
 //!
-//! Adding an architecture: one arm in [`build_model`] (and [`infer_num_classes`] if its classifier
-//! key is known) that returns a [`BuiltModel`].
+//! - [`build_model`]: the bare architecture for a source, with shape checks and a per-layer summary
+//!   (`ethos model`, benchmarks).
+//! - [`build_from_config`]: what a run's `model:` section describes: the head (`linear` or the FERAL
+//!   head), dropout, drop path, partial freezing and `model.weights`, loaded by name with the new
+//!   head left fresh.
+//!
+//! Adding an architecture: one arm in [`build_model`] and [`build_from_config`] (and
+//! [`infer_num_classes`] if its classifier key is known).
 
 use std::path::{Path, PathBuf};
 
 use tch::{Tensor, nn};
 
-use crate::config::Arch;
+use crate::config::{Arch, HeadKind, ModelConfig};
+use crate::feral_head::{FeralHeadConfig, Vjepa2FeralModel};
 use crate::model::VideoModel;
 use crate::mvit::{Mvit, MvitConfig, MvitError};
+use crate::r3d::{R3D_PRESETS, R3d18, R3dConfig};
 use crate::vjepa2::{
     Vjepa2Config, Vjepa2Encoder, Vjepa2Error, Vjepa2ForVideoClassification, Vjepa2WeightLayout,
 };
 use crate::weights::LoadOptions;
+use ethos_core::{Classify, ErrorKind};
 
 /// Errors of model building: unknown names, bad configs, arch/source combinations that do not exist.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub enum FactoryError {
     /// The architecture name is not known.
     #[error("unknown architecture `{0}` (known: mvit, r3d_18, vjepa2)")]
     UnknownArch(String),
@@ -41,15 +51,24 @@ pub enum RegistryError {
     /// A V-JEPA 2 config, weights or input problem.
     #[error(transparent)]
     Vjepa2(#[from] Vjepa2Error),
+    /// `model.weights` could not be read or loaded.
+    #[error("model.weights {path}: {source}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What failed.
+        source: crate::weights::WeightsError,
+    },
 }
 
-impl RegistryError {
-    /// True when the user's names, files or values caused the error (every variant).
-    pub fn is_bad_input(&self) -> bool {
+impl Classify for FactoryError {
+    /// The user's names, files or values caused every variant, but for failures inside the models.
+    fn kind(&self) -> ErrorKind {
         match self {
-            RegistryError::Mvit(e) => e.is_bad_input(),
-            RegistryError::Vjepa2(e) => e.is_bad_input(),
-            _ => true,
+            FactoryError::Mvit(e) => e.kind(),
+            FactoryError::Vjepa2(e) => e.kind(),
+            FactoryError::Weights { source, .. } => source.kind(),
+            _ => ErrorKind::BadInput,
         }
     }
 }
@@ -79,8 +98,8 @@ pub struct LayerInfo {
     pub detail: String,
 }
 
-type InputCheck = Box<dyn Fn(&[i64]) -> Result<(), RegistryError> + Send>;
-type Summarize = Box<dyn Fn(&[i64]) -> Result<Vec<LayerInfo>, RegistryError> + Send>;
+type InputCheck = Box<dyn Fn(&[i64]) -> Result<(), FactoryError> + Send>;
+type Summarize = Box<dyn Fn(&[i64]) -> Result<Vec<LayerInfo>, FactoryError> + Send>;
 
 /// A model built by [`build_model`] plus what the CLI needs around it.
 pub struct BuiltModel {
@@ -95,9 +114,9 @@ pub struct BuiltModel {
 }
 
 /// Parses an architecture name (`mvit`, `r3d_18`, `vjepa2`).
-pub fn parse_arch(name: &str) -> Result<Arch, RegistryError> {
+pub fn parse_arch(name: &str) -> Result<Arch, FactoryError> {
     serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| RegistryError::UnknownArch(name.to_string()))
+        .map_err(|_| FactoryError::UnknownArch(name.to_string()))
 }
 
 /// The class count stored in a checkpoint's classifier, when the architecture's key is known.
@@ -105,7 +124,7 @@ pub fn infer_num_classes(arch: Arch, tensors: &[(String, Tensor)]) -> Option<i64
     let key = match arch {
         Arch::Mvit => "head.1.weight",
         Arch::Vjepa2 => "classifier.weight",
-        Arch::R3d18 => return None,
+        Arch::R3d18 => "fc.weight",
     };
     tensors
         .iter()
@@ -120,13 +139,11 @@ pub fn build_model(
     source: &ModelSource,
     num_classes: Option<i64>,
     vs: &nn::Path,
-) -> Result<BuiltModel, RegistryError> {
+) -> Result<BuiltModel, FactoryError> {
     match arch {
         Arch::Mvit => build_mvit(source, num_classes, vs),
         Arch::Vjepa2 => build_vjepa2(source, num_classes, vs, true),
-        Arch::R3d18 => Err(RegistryError::Unsupported(format!(
-            "architecture `{arch}` is not in the model registry yet"
-        ))),
+        Arch::R3d18 => build_r3d(source, num_classes, vs),
     }
 }
 
@@ -141,7 +158,7 @@ pub fn build_model_for_weights(
     num_classes: Option<i64>,
     vs: &nn::Path,
     tensors: &[(String, Tensor)],
-) -> Result<(BuiltModel, LoadOptions), RegistryError> {
+) -> Result<(BuiltModel, LoadOptions), FactoryError> {
     match arch {
         Arch::Vjepa2 => {
             let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
@@ -169,11 +186,11 @@ pub const VJEPA2_PRESETS: [&str; 1] = ["vjepa2_vitl"];
 pub fn vjepa2_config(
     source: &ModelSource,
     num_classes: Option<i64>,
-) -> Result<Vjepa2Config, RegistryError> {
+) -> Result<Vjepa2Config, FactoryError> {
     let mut config = match source {
         ModelSource::Preset(name) if name == "vjepa2_vitl" => Vjepa2Config::default(),
         ModelSource::Preset(name) => {
-            return Err(RegistryError::UnknownPreset {
+            return Err(FactoryError::UnknownPreset {
                 arch: "vjepa2".into(),
                 preset: name.clone(),
                 known: VJEPA2_PRESETS.join(", "),
@@ -194,7 +211,7 @@ fn build_vjepa2(
     num_classes: Option<i64>,
     vs: &nn::Path,
     with_head: bool,
-) -> Result<BuiltModel, RegistryError> {
+) -> Result<BuiltModel, FactoryError> {
     let config = vjepa2_config(source, num_classes)?;
     let model: Box<dyn VideoModel> = if with_head {
         Box::new(Vjepa2ForVideoClassification::new(vs, &config)?)
@@ -221,7 +238,7 @@ fn vjepa2_summary(
     c: &Vjepa2Config,
     shape: &[i64],
     with_head: bool,
-) -> Result<Vec<LayerInfo>, RegistryError> {
+) -> Result<Vec<LayerInfo>, FactoryError> {
     c.check_input_shape(shape)?;
     let [t, h, w] = c.token_grid(shape[1], shape[3], shape[4]);
     let (n, d, m) = (
@@ -287,14 +304,124 @@ fn vjepa2_summary(
     Ok(rows)
 }
 
+/// Loads an R3D config from a preset (`r3d_18`, `r3d_demo`; default 400 classes). R3D models are
+/// built from block settings only, so a config file is refused.
+pub fn r3d_config(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    head_dropout: f64,
+) -> Result<R3dConfig, FactoryError> {
+    match source {
+        ModelSource::Preset(name) => {
+            R3dConfig::preset(name, num_classes.unwrap_or(400), head_dropout).ok_or_else(|| {
+                FactoryError::UnknownPreset {
+                    arch: "r3d_18".into(),
+                    preset: name.clone(),
+                    known: R3D_PRESETS.join(", "),
+                }
+            })
+        }
+        ModelSource::ConfigFile(path) => Err(FactoryError::Unsupported(format!(
+            "model.config {}: the r3d_18 architecture is built from a preset ({}), not a config file",
+            path.display(),
+            R3D_PRESETS.join(", ")
+        ))),
+    }
+}
+
+fn build_r3d(
+    source: &ModelSource,
+    num_classes: Option<i64>,
+    vs: &nn::Path,
+) -> Result<BuiltModel, FactoryError> {
+    let config = r3d_config(source, num_classes, 0.0)?;
+    let model = R3d18::new(vs, &config);
+    let check: InputCheck = Box::new(|shape: &[i64]| {
+        if shape.len() == 5 && shape[0] >= 1 && shape[1] == 3 && shape[2..].iter().all(|&d| d >= 1)
+        {
+            Ok(())
+        } else {
+            Err(FactoryError::Unsupported(format!(
+                "input shape {shape:?}: R3D expects (B >= 1, 3, T, H, W)"
+            )))
+        }
+    });
+    let summary_config = config.clone();
+    Ok(BuiltModel {
+        model: Box::new(model),
+        // torchvision's R3D-18 Kinetics-400 input: 16 frames at 112x112.
+        default_input: vec![1, 3, 16, 112, 112],
+        check_input: check,
+        summarize: Box::new(move |shape: &[i64]| Ok(r3d_summary(&summary_config, shape))),
+    })
+}
+
+/// Output size of a convolution along one axis.
+fn conv_out(size: i64, kernel: i64, stride: i64, padding: i64) -> i64 {
+    (size + 2 * padding - kernel) / stride + 1
+}
+
+fn r3d_summary(c: &R3dConfig, shape: &[i64]) -> Vec<LayerInfo> {
+    let [t, h, w] = [shape[2], shape[3], shape[4]];
+    let volume = |g: [i64; 3]| (g[0] * g[1] * g[2]) as f64;
+    // Stem: (3, 7, 7) kernel, stride (1, 2, 2), padding (1, 3, 3).
+    let mut grid = [
+        conv_out(t, 3, 1, 1),
+        conv_out(h, 7, 2, 3),
+        conv_out(w, 7, 2, 3),
+    ];
+    let mut rows = vec![LayerInfo {
+        name: "stem".into(),
+        output_shape: vec![1, c.stem_width, grid[0], grid[1], grid[2]],
+        param_prefixes: vec!["stem.".into()],
+        flops: 2.0 * volume(grid) * (3 * 3 * 7 * 7 * c.stem_width) as f64,
+        detail: format!(
+            "Conv3d 3->{} k(3, 7, 7) s(1, 2, 2) + BN + ReLU",
+            c.stem_width
+        ),
+    }];
+    let mut cin = c.stem_width;
+    for (stage, &cout) in c.widths.iter().enumerate() {
+        let stride = if stage == 0 { 1 } else { 2 };
+        let mut flops = 0.0;
+        for b in 0..c.blocks_per_stage {
+            let (s, block_in) = if b == 0 { (stride, cin) } else { (1, cout) };
+            grid = grid.map(|g| conv_out(g, 3, s, 1));
+            flops += 2.0 * volume(grid) * (27 * block_in * cout + 27 * cout * cout) as f64;
+            if b == 0 && (s != 1 || block_in != cout) {
+                flops += 2.0 * volume(grid) * (block_in * cout) as f64;
+            }
+        }
+        rows.push(LayerInfo {
+            name: format!("layer{}", stage + 1),
+            output_shape: vec![1, cout, grid[0], grid[1], grid[2]],
+            param_prefixes: vec![format!("layer{}.", stage + 1)],
+            flops,
+            detail: format!(
+                "{} BasicBlock(s) {cin}->{cout}, stride {stride}",
+                c.blocks_per_stage
+            ),
+        });
+        cin = cout;
+    }
+    rows.push(LayerInfo {
+        name: "fc".into(),
+        output_shape: vec![1, c.num_classes],
+        param_prefixes: vec!["fc.".into()],
+        flops: 2.0 * (c.features() * c.num_classes) as f64,
+        detail: format!("avg pool + Linear({}, {})", c.features(), c.num_classes),
+    });
+    rows
+}
+
 /// Loads an MViT config from a preset (default 400 classes) or file, overriding the class count.
 pub fn mvit_config(
     source: &ModelSource,
     num_classes: Option<i64>,
-) -> Result<MvitConfig, RegistryError> {
+) -> Result<MvitConfig, FactoryError> {
     let mut config = match source {
         ModelSource::Preset(name) => MvitConfig::preset(name, num_classes.unwrap_or(400))
-            .ok_or_else(|| RegistryError::UnknownPreset {
+            .ok_or_else(|| FactoryError::UnknownPreset {
                 arch: "mvit".into(),
                 preset: name.clone(),
                 known: MvitConfig::PRESETS.join(", "),
@@ -312,7 +439,7 @@ fn build_mvit(
     source: &ModelSource,
     num_classes: Option<i64>,
     vs: &nn::Path,
-) -> Result<BuiltModel, RegistryError> {
+) -> Result<BuiltModel, FactoryError> {
     let config = mvit_config(source, num_classes)?;
     let model = Mvit::new(vs, &config)?;
     let default_input = vec![
@@ -327,7 +454,7 @@ fn build_mvit(
     // an unused VarStore would allocate all parameters again, so mirror Mvit::check_input's rules.
     let check_input: InputCheck = Box::new(move |shape: &[i64]| {
         let reject = |reason: String| {
-            Err(RegistryError::Mvit(MvitError::Input {
+            Err(FactoryError::Mvit(MvitError::Input {
                 shape: shape.to_vec(),
                 reason,
             }))
@@ -359,7 +486,7 @@ fn build_mvit(
     })
 }
 
-fn mvit_summary(config: &MvitConfig, shape: &[i64]) -> Result<Vec<LayerInfo>, RegistryError> {
+fn mvit_summary(config: &MvitConfig, shape: &[i64]) -> Result<Vec<LayerInfo>, FactoryError> {
     if shape.len() != 5 {
         return Err(MvitError::Input {
             shape: shape.to_vec(),
@@ -426,6 +553,110 @@ fn mvit_summary(config: &MvitConfig, shape: &[i64]) -> Result<Vec<LayerInfo>, Re
     Ok(rows)
 }
 
+/// The source a run's `model:` section names: `model.config` when set, else `model.preset`.
+pub fn source_of(cfg: &ModelConfig) -> Result<ModelSource, FactoryError> {
+    match (&cfg.config, &cfg.preset) {
+        (Some(p), _) => Ok(ModelSource::ConfigFile(p.clone())),
+        (None, Some(n)) => Ok(ModelSource::Preset(n.clone())),
+        (None, None) => Err(FactoryError::Unsupported(
+            "model.preset or model.config must be set".into(),
+        )),
+    }
+}
+
+/// Builds the model a run's `model:` section describes under `vs`, with `num_classes` outputs:
+/// the architecture with its head (`model.head`, `head_dropout`, `drop_path`,
+/// `num_queries`), the first `model.freeze_encoder_layers` blocks frozen (V-JEPA 2), and
+/// `model.weights` loaded by name with the new head left fresh (`head.` for MViT, `fc.` for R3D,
+/// `classifier.` or `feral_head.` for V-JEPA 2; Hugging Face `VJEPA2ForVideoClassification` and
+/// `VJEPA2Model` names are both understood).
+pub fn build_from_config(
+    cfg: &ModelConfig,
+    num_classes: usize,
+    vs: &mut nn::VarStore,
+) -> Result<Box<dyn VideoModel>, FactoryError> {
+    let k = num_classes as i64;
+    let source = source_of(cfg)?;
+    let root = vs.root();
+    let (model, head_prefix): (Box<dyn VideoModel>, &str) = match cfg.arch {
+        Arch::Mvit => {
+            let mut mc = mvit_config(&source, Some(k))?;
+            mc.dropout = cfg.head_dropout;
+            if let Some(p) = cfg.drop_path {
+                mc.stochastic_depth_prob = p;
+            }
+            (Box::new(Mvit::new(&root, &mc)?), "head.")
+        }
+        Arch::R3d18 => {
+            let rc = r3d_config(&source, Some(k), cfg.head_dropout)?;
+            (Box::new(R3d18::new(&root, &rc)), "fc.")
+        }
+        Arch::Vjepa2 => vjepa2_with_head(cfg, &source, k, vs)?,
+    };
+    if let Some(w) = &cfg.weights {
+        let werr = |source| FactoryError::Weights {
+            path: w.clone(),
+            source,
+        };
+        let tensors = crate::weights::read_tensors(w).map_err(werr)?;
+        let mut opts = LoadOptions {
+            strict: true,
+            rename: Vec::new(),
+            skip_prefixes: vec![head_prefix.to_string()],
+        };
+        if cfg.arch == Arch::Vjepa2 {
+            // A checkpoint's own pooler/classifier are unused under the FERAL head, and an
+            // encoder-only checkpoint leaves the HF pooler freshly initialised.
+            let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+            let has_pooler = keys.iter().any(|k| k.starts_with("pooler."));
+            let wl = Vjepa2WeightLayout::detect(&keys);
+            opts.rename = wl.rename;
+            opts.skip_prefixes.extend(wl.skip_prefixes);
+            if cfg.head == HeadKind::Feral || !has_pooler {
+                opts.skip_prefixes
+                    .extend(["pooler.".to_string(), "classifier.".to_string()]);
+            }
+        }
+        let report = crate::weights::load_into(vs, tensors, &opts).map_err(werr)?;
+        tracing::info!(
+            "loaded {} tensors from {} (new head `{head_prefix}`)",
+            report.loaded.len(),
+            w.display()
+        );
+    }
+    Ok(model)
+}
+
+/// V-JEPA 2 with the configured head (`model.head`: the HF attentive pooler + linear classifier,
+/// or the FERAL head with `model.num_queries` queries), its patch embedding and first
+/// `model.freeze_encoder_layers` blocks frozen (out of the optimiser, run without a graph).
+/// Returns the model and the prefix of its new head.
+fn vjepa2_with_head(
+    cfg: &ModelConfig,
+    source: &ModelSource,
+    k: i64,
+    vs: &nn::VarStore,
+) -> Result<(Box<dyn VideoModel>, &'static str), FactoryError> {
+    let vc = vjepa2_config(source, Some(k))?;
+    let n = cfg.freeze_encoder_layers;
+    let root = vs.root();
+    Ok(match cfg.head {
+        HeadKind::Feral => {
+            let hc = FeralHeadConfig::for_encoder(&vc, k, cfg.num_queries as i64, cfg.head_dropout);
+            let mut m = Vjepa2FeralModel::new(&root, &vc, &hc)?;
+            m.freeze_encoder_layers(vs, n)?;
+            (Box::new(m), "feral_head.")
+        }
+        HeadKind::Linear => {
+            let mut m = Vjepa2ForVideoClassification::new(&root, &vc)?;
+            let prefixes = m.encoder().freeze_prefixes(n)?;
+            crate::freeze::freeze_prefixes(vs, &prefixes);
+            m.encoder_mut().set_frozen_blocks(n)?;
+            (Box::new(m), "classifier.")
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,10 +684,10 @@ mod tests {
             None,
             &vs2.root(),
         );
-        assert!(matches!(err, Err(RegistryError::UnknownPreset { .. })));
+        assert!(matches!(err, Err(FactoryError::UnknownPreset { .. })));
         assert!(matches!(
             parse_arch("resnet"),
-            Err(RegistryError::UnknownArch(_))
+            Err(FactoryError::UnknownArch(_))
         ));
         assert_eq!(parse_arch("mvit").unwrap(), Arch::Mvit);
     }

@@ -107,10 +107,10 @@ pub enum PredictionsCsvError {
     },
 }
 
-impl PredictionsCsvError {
+impl ethos_core::Classify for PredictionsCsvError {
     /// True for every variant: each is a problem with the user's file or arguments.
-    pub fn is_bad_input(&self) -> bool {
-        true
+    fn kind(&self) -> ethos_core::ErrorKind {
+        ethos_core::ErrorKind::BadInput
     }
 }
 
@@ -287,6 +287,7 @@ impl Predictions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

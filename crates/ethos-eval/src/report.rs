@@ -37,10 +37,15 @@ pub enum ReportError {
     BadInput(String),
 }
 
-impl ReportError {
+impl ethos_core::Classify for ReportError {
     /// True when the error comes from the caller's data rather than the machine.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, ReportError::BadInput(_))
+    fn kind(&self) -> ethos_core::ErrorKind {
+        let bad = { matches!(self, ReportError::BadInput(_)) };
+        if bad {
+            ethos_core::ErrorKind::BadInput
+        } else {
+            ethos_core::ErrorKind::Internal
+        }
     }
 }
 
@@ -141,11 +146,7 @@ fn render(
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
 ) -> Result<(), ReportError> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("plot.png");
-    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
+    let tmp = ethos_core::fs::temp_path(path);
     let result = (|| -> DrawResult {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE)?;
@@ -160,33 +161,17 @@ fn render(
             message: e.to_string(),
         });
     }
-    let file = std::fs::File::open(&tmp).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    file.sync_all().map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
+    ethos_core::fs::commit_temp(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
+    ethos_core::fs::write_bytes_atomic(path, bytes).map_err(|source| ReportError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -712,6 +697,7 @@ fn build_html(input: &ReportInput, figures: &[(String, PathBuf)]) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethos_core::Classify;
 
     #[test]
     fn base64_known_values() {

@@ -1,4 +1,4 @@
-//! `ethos bench decode`: the cost of sampling one clip from a 4K source vs decoding it all.
+//! The decode benchmark: the cost of sampling one clip from a 4K source vs decoding it all.
 //!
 //! Each measurement runs in a fresh child process (this binary re-executed with the hidden
 //! `bench decode-child`), so peak RSS belongs to one mode only. CPU time is the process's user +
@@ -12,29 +12,34 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::Context;
+use ethos_core::{Error, ResultExt};
 use ethos_video::{ClipRequest, ClipSampler, FrameReader, ReaderOptions, Resize};
 use serde::{Deserialize, Serialize};
 
-/// Arguments of `ethos bench decode`.
-#[derive(clap::Args)]
-pub struct Args {
+use super::{BenchOutput, median, proc_status_mb, rusage};
+use crate::Result;
+
+/// What `ethos bench decode` measures.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct DecodeBenchOptions {
     /// Source video; default: a generated 6 s 3840x2160 15 fps H.264 clip (GOP 30) in the temp dir.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub video: Option<PathBuf>,
     /// Repetitions of each mode (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3))]
     pub reps: usize,
 }
 
-/// Arguments of the hidden child measurement.
-#[derive(clap::Args)]
-pub struct ChildArgs {
+/// One measurement of the hidden child process.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct DecodeChildOptions {
     /// `sample` (16 frames at 12 fps, short side 256) or `full` (every frame, full size RGB).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub mode: String,
     /// The source video.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub video: PathBuf,
 }
 
@@ -53,26 +58,6 @@ struct Measure {
     frames_out: usize,
 }
 
-/// A `/proc/self/status` field in MB (`VmRSS`, `VmHWM`).
-pub(super) fn proc_status_mb(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// CPU seconds (user + system, every thread) and peak RSS in MB of this process so far.
-pub(super) fn rusage() -> (f64, f64) {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (
-        secs(ru.ru_utime) + secs(ru.ru_stime),
-        ru.ru_maxrss as f64 / 1024.0,
-    )
-}
-
 /// The window sampled: 16 frames at 12 fps centred in the 6 s clip, short side 256, one thread.
 fn sample_request() -> ClipRequest {
     ClipRequest {
@@ -85,8 +70,9 @@ fn sample_request() -> ClipRequest {
     }
 }
 
-/// Runs one mode in this process and prints its [`Measure`] as JSON.
-pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
+/// Runs one mode in this process and returns its [`Measure`] as JSON (the parent reads it from
+/// the child's stdout).
+pub fn run_child(args: &DecodeChildOptions) -> Result<String> {
     ethos_video::init();
     // Reset the RSS high-water mark so it covers the decode only.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
@@ -109,7 +95,11 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
             }
             n
         }
-        other => anyhow::bail!("unknown mode {other:?}"),
+        other => {
+            return Err(Error::bad_input(format!(
+                "--mode {other:?}: expected sample or full"
+            )));
+        }
     };
     let wall_s = t0.elapsed().as_secs_f64();
     let (cpu1, process_peak) = rusage();
@@ -119,7 +109,7 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
         process_peak
     };
     let m = Measure {
-        mode: args.mode,
+        mode: args.mode.clone(),
         cpu_s: cpu1 - cpu0,
         wall_s,
         peak_rss_mb: peak,
@@ -127,38 +117,34 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
         process_peak_rss_mb: process_peak,
         frames_out,
     };
-    println!("{}", serde_json::to_string(&m)?);
-    Ok(())
+    Ok(serde_json::to_string(&m).unwrap_or_default())
 }
 
 /// Writes the default benchmark source: 6 s of 3840x2160 at 15 fps, H.264, GOP 30, textured
 /// background with moving shapes (so motion compensation and residuals are realistic).
-fn make_source(path: &Path) -> anyhow::Result<()> {
-    super::bench_predict::make_source(path, 3840, 2160, 15, 6.0)
+fn make_source(path: &Path) -> Result<()> {
+    super::make_source(path, 3840, 2160, 15, 6.0)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Runs `ethos bench decode`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Runs `ethos bench decode`: each mode `reps` times in a fresh child process (`exe bench
+/// decode-child`).
+pub fn run(args: &DecodeBenchOptions, exe: &Path) -> Result<BenchOutput> {
     ethos_video::init();
-    anyhow::ensure!(args.reps >= 1, "--reps must be at least 1");
-    let video = match args.video {
+    if !(1..=100).contains(&args.reps) {
+        return Err(Error::bad_input(format!(
+            "--reps {}: must be in 1..=100",
+            args.reps
+        )));
+    }
+    let mut table = Vec::new();
+    let video = match args.video.clone() {
         Some(v) => v,
         None => {
             let path = std::env::temp_dir().join("ethos-bench-decode-3840x2160-15fps-gop30.mp4");
             let reusable =
                 ethos_video::probe(&path).is_ok_and(|i| i.width == 3840 && i.frame_count == 90);
             if !reusable {
-                eprintln!(
+                tracing::info!(
                     "writing the benchmark source {} (6 s, 3840x2160, 15 fps, H.264, GOP 30)...",
                     path.display()
                 );
@@ -167,27 +153,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             path
         }
     };
-    let info =
-        ethos_video::probe(&video).with_context(|| format!("probing {}", video.display()))?;
-    let exe = std::env::current_exe().context("locating the ethos binary")?;
+    let info = ethos_video::probe(&video).context(format!("probing {}", video.display()))?;
     let mut results = Vec::new();
     for mode in ["sample", "full"] {
         let mut runs: Vec<Measure> = Vec::new();
         for rep in 0..args.reps {
-            let out = Command::new(&exe)
+            let out = Command::new(exe)
                 .args(["bench", "decode-child", "--mode", mode, "--video"])
                 .arg(&video)
                 .env("RUST_LOG", "warn")
                 .output()
-                .context("running the benchmark child")?;
-            anyhow::ensure!(
-                out.status.success(),
-                "benchmark child ({mode}) failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let m: Measure =
-                serde_json::from_slice(&out.stdout).context("reading the child's measurement")?;
-            eprintln!(
+                .map_err(|e| Error::internal(format!("running the benchmark child: {e}")))?;
+            if !out.status.success() {
+                return Err(Error::internal(format!(
+                    "benchmark child ({mode}) failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            let m: Measure = serde_json::from_slice(&out.stdout)
+                .map_err(|e| Error::internal(format!("reading the child's measurement: {e}")))?;
+            tracing::info!(
                 "  {mode:<6} rep {}: {:.3} CPU-s, peak RSS {:.1} MB during decode ({:.1} MB added)",
                 rep + 1,
                 m.cpu_s,
@@ -209,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "runs": runs,
         }));
     }
-    eprintln!(
+    table.push(format!(
         "\n{}: {}x{} {} {:.2} fps, {} frames, GOP {:?}; reps {}",
         video.display(),
         info.width,
@@ -219,17 +204,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         info.frame_count,
         info.keyframe_interval,
         args.reps
-    );
-    eprintln!(
+    ));
+    table.push(format!(
         "{:<44} {:>7} {:>7} {:>13} {:>13} {:>13} {:>6}",
         "mode (median)", "CPU-s", "wall-s", "peak RSS MB", "added by dec", "process peak", "frames"
-    );
+    ));
     for (r, label) in results.iter().zip([
         "sample: 16 fr @12 fps, short side 256, 1 thr",
         "full: every frame, full-res RGB, 1 thr",
     ]) {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-        eprintln!(
+        table.push(format!(
             "{:<44} {:>7.3} {:>7.3} {:>13.1} {:>13.1} {:>13.1} {:>6}",
             label,
             f("cpu_s_median"),
@@ -238,10 +223,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f("decode_rss_mb_median"),
             f("process_peak_rss_mb_median"),
             r["frames_out"]
-        );
+        ));
     }
     let json =
         serde_json::json!({ "video": video, "info": info, "reps": args.reps, "results": results });
-    println!("{}", serde_json::to_string_pretty(&json)?);
-    Ok(())
+    Ok(BenchOutput { table, json })
 }
