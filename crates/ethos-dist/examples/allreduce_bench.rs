@@ -1,8 +1,10 @@
-//! All-reduce time of one large float32 tensor between local Gloo processes (default: 10 M floats,
-//! 2 processes). Prints one JSON line from rank 0.
+//! All-reduce time of one large float32 tensor between local processes (default: 10 M floats,
+//! 2 processes, Gloo on CPU). `--backend nccl` runs NCCL on `cuda:LOCAL_RANK` instead (needs
+//! `libethos_nccl.so`, see scripts/build_nccl_shim.sh; one GPU hosts one rank: `--nproc 1`).
+//! Prints one JSON line from rank 0.
 //!
 //! cargo run --release -p ethos-dist --example allreduce_bench -- [--nproc 2] [--numel 10000000]
-//!     [--iters 10] [--warmup 2]
+//!     [--iters 10] [--warmup 2] [--backend gloo|nccl]
 
 #[path = "common/launch_util.rs"]
 mod launch_util;
@@ -32,15 +34,28 @@ fn main() {
     {
         tch::set_num_threads(if threads > 0 { threads } else { n });
     }
+    let backend: String = launch_util::arg("--backend", "gloo".to_string());
     let rdv = Rendezvous::from_env().expect("rendezvous");
-    let pg = ProcessGroup::new(Backend::Gloo, &rdv, Duration::from_secs(120)).expect("group");
-    let base = Tensor::full([numel], rdv.rank as f64 + 1.0, (Kind::Float, Device::Cpu));
+    let (backend, device) = match backend.as_str() {
+        "gloo" => (Backend::Gloo, Device::Cpu),
+        "nccl" => {
+            // Maps libtorch_cuda.so into the process, which the NCCL shim needs.
+            ethos_models::engine::Engine::init();
+            (Backend::Nccl, Device::Cuda(rdv.local_rank))
+        }
+        other => panic!("--backend must be gloo or nccl, got {other}"),
+    };
+    let pg = ProcessGroup::new(backend, &rdv, Duration::from_secs(120)).expect("group");
+    let base = Tensor::full([numel], rdv.rank as f64 + 1.0, (Kind::Float, device));
     let mut times = Vec::new();
     for i in 0..warmup + iters {
         let mut t = vec![base.copy()];
         pg.barrier().expect("barrier");
         let start = Instant::now();
         pg.all_reduce_sum(&mut t).expect("all_reduce");
+        if let Device::Cuda(d) = device {
+            tch::Cuda::synchronize(d as i64);
+        }
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let expect = (rdv.world_size * (rdv.world_size + 1) / 2) as f64;
         assert_eq!(t[0].double_value(&[numel - 1]), expect, "wrong sum");
@@ -55,7 +70,9 @@ fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "bench": "gloo all_reduce_sum (ethos-dist)",
+                "bench": "all_reduce_sum (ethos-dist)",
+                "backend": backend.name(),
+                "device": format!("{device:?}"),
                 "world_size": rdv.world_size,
                 "numel": numel,
                 "megabytes": mb,

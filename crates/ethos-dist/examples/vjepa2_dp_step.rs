@@ -2,11 +2,12 @@
 //! processes takes its share of the global batch, runs forward + backward, averages the gradients
 //! with `all_reduce_mean` (bucketed) and steps AdamW. Rank 0 prints one JSON line: median step time,
 //! the part spent in the gradient all-reduce, and throughput. The CPU cores are split between the
-//! ranks (`--nproc 1` gets all of them), so 1 vs 2 processes compares the same machine.
+//! ranks (`--nproc 1` gets all of them) unless `--threads` sets the libtorch threads per rank. With
+//! one process there is nothing to reduce: the step runs without a collective, as a trainer would.
 //!
 //! cargo run --release -p ethos-dist --example vjepa2_dp_step -- --nproc 2 [--layers 8]
 //!     [--hidden 384] [--heads 6] [--frames 16] [--size 128] [--global-batch 4] [--iters 3]
-//!     [--warmup 1]
+//!     [--warmup 1] [--threads N]
 
 #[path = "common/launch_util.rs"]
 mod launch_util;
@@ -42,7 +43,10 @@ fn main() {
     let global_batch: i64 = launch_util::arg("--global-batch", 4);
     let iters: usize = launch_util::arg("--iters", 3);
     let warmup: usize = launch_util::arg("--warmup", 1);
-    if let Some(n) = std::env::var("ETHOS_RANK_THREADS")
+    let threads: i32 = launch_util::arg("--threads", 0);
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    } else if let Some(n) = std::env::var("ETHOS_RANK_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
@@ -85,8 +89,10 @@ fn main() {
             logits.cross_entropy_for_logits(&labels)
         });
         let reduce_start = Instant::now();
-        let mut grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
-        pg.all_reduce_mean(&mut grads).expect("gradient all-reduce");
+        if world > 1 {
+            let mut grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
+            pg.all_reduce_mean(&mut grads).expect("gradient all-reduce");
+        }
         let comm = reduce_start.elapsed().as_secs_f64() * 1e3;
         opt.step();
         opt.zero_grad();
