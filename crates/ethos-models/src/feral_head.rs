@@ -356,6 +356,24 @@ impl VideoModel for Vjepa2FeralModel {
     fn input_layout(&self) -> Layout {
         Layout::Btchw
     }
+
+    fn forward_backward(
+        &self,
+        input: &Tensor,
+        train: bool,
+        checkpointing: bool,
+        loss_of: &mut dyn FnMut(&Tensor) -> Tensor,
+    ) -> Tensor {
+        let queries = self.head.cfg.num_queries;
+        self.encoder
+            .forward_backward_with(input, train, checkpointing, &mut |tokens| {
+                loss_of(&per_frame(&self.head.forward_t(tokens, train), queries))
+            })
+    }
+
+    fn supports_checkpointing(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

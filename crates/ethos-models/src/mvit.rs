@@ -1183,6 +1183,21 @@ impl Mvit {
             out,
             prefix: String::new(),
         };
+        let (mut x, mut thw) = self.embed(input, &mut capture);
+        for (i, block) in self.blocks.iter().enumerate() {
+            capture.prefix = format!("blocks.{i}");
+            let (y, new_thw) = block.forward(&x, thw, train, self.kernel, &mut capture);
+            capture.prefix.clear();
+            capture.put(&format!("blocks.{i}"), &y);
+            x = y;
+            thw = new_thw;
+        }
+        self.classify(&x, train, &mut capture)
+    }
+
+    /// Patch embedding, class token and positions: `(B, 1 + T'H'W', C0)` tokens and their grid
+    /// `(T', H', W')`.
+    fn embed(&self, input: &Tensor, capture: &mut Capture<'_>) -> (Tensor, [i64; 3]) {
         let x = input.conv3d(
             &self.conv_proj_weight,
             Some(&self.conv_proj_bias),
@@ -1193,7 +1208,7 @@ impl Mvit {
         );
         capture.put("conv_proj", &x);
         let size = x.size();
-        let mut thw = [size[2], size[3], size[4]];
+        let thw = [size[2], size[3], size[4]];
         let b = size[0];
         let c0 = size[1];
         let tokens = x.flatten(2, -1).transpose(1, 2);
@@ -1212,15 +1227,12 @@ impl Mvit {
             x += all;
         }
         capture.put("patch_embed", &x);
-        for (i, block) in self.blocks.iter().enumerate() {
-            capture.prefix = format!("blocks.{i}");
-            let (y, new_thw) = block.forward(&x, thw, train, self.kernel, &mut capture);
-            capture.prefix.clear();
-            capture.put(&format!("blocks.{i}"), &y);
-            x = y;
-            thw = new_thw;
-        }
-        let x = self.norm.forward(&x);
+        (x, thw)
+    }
+
+    /// Final norm, class token, dropout and the classifier: logits `(B, num_classes)`.
+    fn classify(&self, x: &Tensor, train: bool, capture: &mut Capture<'_>) -> Tensor {
+        let x = self.norm.forward(x);
         capture.put("norm", &x);
         let cls = x.select(1, 0).dropout(self.config.dropout, train);
         let logits = self.head.forward(&cls);
@@ -1244,6 +1256,41 @@ impl VideoModel for Mvit {
 
     fn input_layout(&self) -> Layout {
         Layout::Bcthw
+    }
+
+    fn forward_backward(
+        &self,
+        input: &Tensor,
+        train: bool,
+        checkpointing: bool,
+        loss_of: &mut dyn FnMut(&Tensor) -> Tensor,
+    ) -> Tensor {
+        let quiet = || Capture {
+            out: None,
+            prefix: String::new(),
+        };
+        let (x, thw) = self.embed(input, &mut quiet());
+        let blocks: Vec<crate::checkpointing::Block<'_, [i64; 3]>> = self
+            .blocks
+            .iter()
+            .map(|block| {
+                Box::new(move |x: &Tensor, thw: &[i64; 3]| {
+                    block.forward(x, *thw, train, self.kernel, &mut quiet())
+                }) as crate::checkpointing::Block<'_, [i64; 3]>
+            })
+            .collect();
+        crate::checkpointing::forward_backward(
+            x,
+            thw,
+            &blocks,
+            &mut |x, _| loss_of(&self.classify(x, train, &mut quiet())),
+            train,
+            checkpointing,
+        )
+    }
+
+    fn supports_checkpointing(&self) -> bool {
+        true
     }
 }
 

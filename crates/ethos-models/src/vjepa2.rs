@@ -602,7 +602,7 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, dropout: f64, train: bool) -> T
 /// partner of channel `2j` is `2j+1` (interleaved pairs). Channels past `3d` are left as they are
 /// (cos 1, sin 0 when they are part of the table).
 #[derive(Debug)]
-struct Rope {
+pub struct Rope {
     cos: Tensor,
     sin: Tensor,
     rotated: i64,
@@ -962,6 +962,39 @@ impl Vjepa2Encoder {
     }
 }
 
+/// The encoder's pieces for code that runs its blocks itself (activation checkpointing,
+/// [`crate::checkpointing`]).
+impl Vjepa2Encoder {
+    /// Patch embedding and the frozen blocks (without a graph when any block is frozen): the
+    /// `(B, N, D)` tokens entering the first trainable block, and the RoPE tables for them.
+    pub fn embed_frozen(&self, input: &Tensor, train: bool) -> (Tensor, Rope) {
+        let frozen = self.frozen_blocks.min(self.layers.len());
+        let stem = || {
+            let mut x = self.embeddings.forward(input);
+            let rope = Rope::new(&self.cfg, x.size()[1], x.device());
+            for layer in &self.layers[..frozen] {
+                x = layer.forward(&x, &rope, train);
+            }
+            (x, rope)
+        };
+        if frozen > 0 {
+            tch::no_grad(stem)
+        } else {
+            stem()
+        }
+    }
+
+    /// Block `i` on `(B, N, D)` tokens.
+    pub fn block_forward(&self, i: usize, x: &Tensor, rope: &Rope, train: bool) -> Tensor {
+        self.layers[i].forward(x, rope, train)
+    }
+
+    /// The final LayerNorm on `(B, N, D)` tokens.
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.layernorm)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Attentive pooler + classifier
 // ---------------------------------------------------------------------------------------------------
@@ -1117,6 +1150,27 @@ impl Vjepa2AttentivePooler {
     }
 }
 
+/// The pooler's pieces for code that runs its layers itself (activation checkpointing).
+impl Vjepa2AttentivePooler {
+    /// Number of self-attention layers (blocks over all tokens, before the cross-attention).
+    pub fn num_self_attention_layers(&self) -> usize {
+        self.self_attention_layers.len()
+    }
+
+    /// Self-attention layer `i` on `(B, N, D)` tokens.
+    pub fn self_attention_forward(&self, i: usize, x: &Tensor, train: bool) -> Tensor {
+        self.self_attention_layers[i].forward(x, train)
+    }
+
+    /// The query token's cross-attention over `(B, N, D)` tokens: the pooled `(B, D)`.
+    pub fn cross_attention_forward(&self, tokens: &Tensor, train: bool) -> Tensor {
+        let queries = self.query_tokens.repeat([tokens.size()[0], 1, 1]);
+        self.cross_attention_layer
+            .forward(&queries, tokens, train)
+            .squeeze_dim(1)
+    }
+}
+
 /// transformers' `VJEPA2ForVideoClassification`: encoder -> attentive pooler -> Linear.
 /// `(B, T, C, H, W)` -> logits `(B, num_labels)`.
 #[derive(Debug)]
@@ -1178,6 +1232,40 @@ impl VideoModel for Vjepa2ForVideoClassification {
     fn input_layout(&self) -> Layout {
         Layout::Btchw
     }
+
+    fn forward_backward(
+        &self,
+        input: &Tensor,
+        train: bool,
+        checkpointing: bool,
+        loss_of: &mut dyn FnMut(&Tensor) -> Tensor,
+    ) -> Tensor {
+        // The pooler's self-attention layers are blocks over all tokens too: checkpoint them.
+        let pooler = &self.pooler;
+        let layers = (0..pooler.num_self_attention_layers())
+            .map(|i| {
+                Box::new(move |x: &Tensor, _: &()| (pooler.self_attention_forward(i, x, train), ()))
+                    as crate::checkpointing::Block<'_, ()>
+            })
+            .collect();
+        self.encoder.forward_backward_with_head_blocks(
+            input,
+            train,
+            checkpointing,
+            layers,
+            &mut |tokens| {
+                loss_of(
+                    &pooler
+                        .cross_attention_forward(tokens, train)
+                        .apply(&self.classifier),
+                )
+            },
+        )
+    }
+
+    fn supports_checkpointing(&self) -> bool {
+        true
+    }
 }
 
 /// The encoder alone as a [`VideoModel`] (a `VJEPA2Model` checkpoint without a head): `forward_t`
@@ -1194,6 +1282,20 @@ impl VideoModel for Vjepa2Encoder {
 
     fn input_layout(&self) -> Layout {
         Layout::Btchw
+    }
+
+    fn forward_backward(
+        &self,
+        input: &Tensor,
+        train: bool,
+        checkpointing: bool,
+        loss_of: &mut dyn FnMut(&Tensor) -> Tensor,
+    ) -> Tensor {
+        self.forward_backward_with(input, train, checkpointing, loss_of)
+    }
+
+    fn supports_checkpointing(&self) -> bool {
+        true
     }
 }
 

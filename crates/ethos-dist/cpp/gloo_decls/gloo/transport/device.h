@@ -1,0 +1,2 @@
+#pragma once
+#include "../ethos_decls.h"
