@@ -204,3 +204,46 @@ fn fixture_ssl_cases_match_transformers() {
         check_case(case);
     }
 }
+
+/// The comparison is sharp enough to see the details that are easy to get wrong: predicting with mask
+/// token 1 (transformers' default) instead of 0, or RoPE at 0..K instead of the kept positions.
+#[test]
+fn parity_catches_a_wrong_mask_token_or_context_positions() {
+    let case = shared_case();
+    let reference = read(&case.join("io.safetensors"));
+    let cfg = Vjepa2Ssl::read_config(&case.join("config.json")).unwrap();
+    let mut ssl = Vjepa2Ssl::new(&cfg, Device::Cpu).unwrap();
+    ssl.load_weights(&case.join("weights.safetensors")).unwrap();
+    let (video, masks) = read_ssl_inputs(&case.join("io.safetensors")).unwrap();
+
+    // Mask token 1 in place of 0.
+    tch::no_grad(|| {
+        let vars = ssl.online_vs().variables();
+        let tokens = vars["predictor.embeddings.mask_tokens"].shallow_clone();
+        let second = tokens.get(1).copy();
+        tokens.get(0).copy_(&second);
+    });
+    let out = tch::no_grad(|| ssl.step(&video, &masks, false).unwrap());
+    let (diff, excess) = compare(&out.prediction[0], &reference["prediction.0"]);
+    assert!(
+        excess > 0.0,
+        "mask token 1 moved the predictions by only {diff:e}"
+    );
+
+    // The encoder with RoPE at 0..K instead of the kept token positions.
+    ssl.load_weights(&case.join("weights.safetensors")).unwrap();
+    let k = masks[0].context.size()[1];
+    let dense = Tensor::arange(k, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .repeat([masks[0].context.size()[0], 1]);
+    let embedded_at_kept =
+        tch::no_grad(|| ssl.encoder().forward_at(&video, &masks[0].context, false));
+    let (diff, _) = compare(&embedded_at_kept, &reference["context.0"]);
+    assert!(diff < 1e-5);
+    let wrong = tch::no_grad(|| ssl.encoder().forward_at(&video, &dense, false));
+    let (diff, excess) = compare(&wrong, &reference["context.0"]);
+    assert!(
+        excess > 0.0,
+        "RoPE positions moved the context by only {diff:e}"
+    );
+}
