@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use crate::model::{Layout, VideoModel};
@@ -143,7 +143,7 @@ fn default_pred_num_mask_tokens() -> i64 {
 /// A Hugging Face V-JEPA 2 `config.json` (`VJEPA2Config`), with transformers' defaults (ViT-L/16, 256 px,
 /// 64 frames) for absent keys. Keys this port does not use (`architectures`, `label2id`, ...) are ignored,
 /// as transformers ignores them. Sizes are in pixels, frames or channels as named.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Vjepa2Config {
     /// Spatial patch size in pixels (square patches).
     #[serde(default = "default_patch_size")]
@@ -215,10 +215,10 @@ pub struct Vjepa2Config {
     #[serde(default = "default_mlp_ratio")]
     pub pred_mlp_ratio: f64,
     /// Number of classifier outputs when `id2label` is absent (transformers' default: 2).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<i64>,
     /// Class names by index (as strings, like transformers writes them); its length sets the label count.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id2label: Option<BTreeMap<String, String>>,
 }
 
@@ -504,7 +504,7 @@ impl Activation {
     }
 }
 
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool, std: f64) -> nn::Linear {
+pub(crate) fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool, std: f64) -> nn::Linear {
     nn::linear(
         p,
         in_dim,
@@ -520,7 +520,7 @@ fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool, std: f64) -> nn::L
     )
 }
 
-fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+pub(crate) fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
         p,
         vec![dim],
@@ -593,7 +593,8 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, dropout: f64, train: bool) -> T
     )
 }
 
-/// Rotary tables of the V-JEPA 2 3D RoPE for one token count: `cos`, `sin` of shape `(N, R)` in float32,
+/// Rotary tables of the V-JEPA 2 3D RoPE for a set of token positions: `cos`, `sin` of shape `(N, R)`
+/// (positions `0..N`) or `(B, 1, N, R)` (per-sample positions, broadcast over the heads) in float32,
 /// `R` = the rotated width (head_dim, or 3*d when head_dim is odd).
 ///
 /// Per head, channels `[0, d)` rotate with the frame position, `[d, 2d)` with the height position,
@@ -610,12 +611,21 @@ pub struct Rope {
 }
 
 impl Rope {
-    fn new(cfg: &Vjepa2Config, tokens: i64, device: tch::Device) -> Self {
+    /// Tables for tokens `0..tokens` (a whole clip).
+    pub(crate) fn new(cfg: &Vjepa2Config, tokens: i64, device: tch::Device) -> Self {
+        Self::at_positions(cfg, &Tensor::arange(tokens, (Kind::Int64, device)))
+    }
+
+    /// Tables for the token indices `positions` (int64, `(N,)` shared by the batch or `(B, N)` per
+    /// sample; index = t*G*G + h*G + w on the config's RoPE grid G), as V-JEPA 2 places the kept
+    /// tokens of a masked clip and the predictor's context + target tokens.
+    pub(crate) fn at_positions(cfg: &Vjepa2Config, positions: &Tensor) -> Self {
+        let device = positions.device();
         let head_dim = cfg.head_dim();
         let d = cfg.rope_section_dim();
         let g = cfg.rope_grid_size();
         let per_frame = g * g;
-        let ids = Tensor::arange(tokens, (Kind::Int64, device));
+        let ids = positions.to_kind(Kind::Int64);
         let frame = ids.floor_divide_scalar(per_frame);
         let rest = &ids - &frame * per_frame;
         let height = rest.floor_divide_scalar(g);
@@ -631,20 +641,31 @@ impl Rope {
             let omega = Tensor::arange(half, (Kind::Float, device)) / (half as f64);
             let omega = Tensor::pow_scalar(10000.0, &omega).reciprocal();
             for pos in [&frame, &height, &width] {
-                let freq = pos.to_kind(Kind::Float).unsqueeze(-1) * omega.unsqueeze(0);
-                cos_parts.push(freq.cos().repeat([1, 2]));
-                sin_parts.push(freq.sin().repeat([1, 2]));
+                let freq = pos.to_kind(Kind::Float).unsqueeze(-1) * &omega;
+                let (cos, sin) = (freq.cos(), freq.sin());
+                cos_parts.push(Tensor::cat(&[&cos, &cos], -1));
+                sin_parts.push(Tensor::cat(&[&sin, &sin], -1));
             }
         }
+        let mut shape = ids.size();
         if tail > 0 {
-            cos_parts.push(Tensor::ones([tokens, tail], (Kind::Float, device)));
-            sin_parts.push(Tensor::zeros([tokens, tail], (Kind::Float, device)));
+            shape.push(tail);
+            cos_parts.push(Tensor::ones(shape.as_slice(), (Kind::Float, device)));
+            sin_parts.push(Tensor::zeros(shape.as_slice(), (Kind::Float, device)));
         }
         let (cos, sin) = if cos_parts.is_empty() {
-            let empty = Tensor::zeros([tokens, 0], (Kind::Float, device));
+            let mut shape = ids.size();
+            shape.push(0);
+            let empty = Tensor::zeros(shape.as_slice(), (Kind::Float, device));
             (empty.shallow_clone(), empty)
         } else {
-            (Tensor::cat(&cos_parts, 1), Tensor::cat(&sin_parts, 1))
+            (Tensor::cat(&cos_parts, -1), Tensor::cat(&sin_parts, -1))
+        };
+        // Per-sample tables get a heads axis so they broadcast against (B, heads, N, head_dim).
+        let (cos, sin) = if ids.dim() == 2 {
+            (cos.unsqueeze(1), sin.unsqueeze(1))
+        } else {
+            (cos, sin)
         };
         Self {
             cos,
@@ -713,7 +734,7 @@ impl RopeAttention {
 
 /// One pre-norm encoder block (`VJEPA2Layer`): `h = x + attn(norm1(x)); out = h + mlp(norm2(h))`.
 #[derive(Debug)]
-struct EncoderLayer {
+pub(crate) struct EncoderLayer {
     norm1: nn::LayerNorm,
     attention: RopeAttention,
     norm2: nn::LayerNorm,
@@ -722,7 +743,7 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn new(p: nn::Path, cfg: &Vjepa2Config, drop_path: f64) -> Self {
+    pub(crate) fn new(p: nn::Path, cfg: &Vjepa2Config, drop_path: f64) -> Self {
         let act = Activation::from_name(&cfg.hidden_act).unwrap_or(Activation::GeluErf);
         Self {
             norm1: layer_norm(&p / "norm1", cfg.hidden_size, cfg.layer_norm_eps),
@@ -739,7 +760,7 @@ impl EncoderLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, train: bool) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor, rope: &Rope, train: bool) -> Tensor {
         let attn = self.attention.forward(&x.apply(&self.norm1), rope, train);
         let h = x + drop_path(&attn, self.drop_path, train);
         let mlp = self.mlp.forward(&h.apply(&self.norm2));
@@ -909,20 +930,29 @@ impl Vjepa2Encoder {
 
     /// `(B, T, C, H, W)` -> `(B, N, D)` after the final LayerNorm.
     pub fn forward_t(&self, input: &Tensor, train: bool) -> Tensor {
-        self.run(input, train, None)
+        self.run(input, None, train, None)
+    }
+
+    /// The encoder on a subset of the tokens, as V-JEPA 2's context encoder: patch embedding, keep the
+    /// tokens at `positions` (int64 `(B, K)` token indices, t-major order on the input's token grid),
+    /// the blocks with RoPE at those positions, final LayerNorm. `(B, T, C, H, W)` -> `(B, K, D)`.
+    /// Positions must be in `0..N` (see [`Vjepa2Config::token_grid`]); callers validate them.
+    pub fn forward_at(&self, input: &Tensor, positions: &Tensor, train: bool) -> Tensor {
+        self.run(input, Some(positions), train, None)
     }
 
     /// Eval-mode forward that also returns `encoder.embeddings`, `encoder.layer.{i}` and
     /// `encoder.last_hidden_state` (the reference names).
     pub fn forward_named(&self, input: &Tensor) -> (Tensor, Vec<(String, Tensor)>) {
         let mut named = Vec::new();
-        let out = self.run(input, false, Some(&mut named));
+        let out = self.run(input, None, false, Some(&mut named));
         (out, named)
     }
 
     fn run(
         &self,
         input: &Tensor,
+        positions: Option<&Tensor>,
         train: bool,
         mut named: Option<&mut Vec<(String, Tensor)>>,
     ) -> Tensor {
@@ -933,8 +963,20 @@ impl Vjepa2Encoder {
             if let Some(n) = named {
                 n.push(("encoder.embeddings".into(), x.shallow_clone()));
             }
-            let rope = Rope::new(&self.cfg, x.size()[1], x.device());
-            let mut x = x;
+            let (mut x, rope) = match positions {
+                None => {
+                    let rope = Rope::new(&self.cfg, x.size()[1], x.device());
+                    (x, rope)
+                }
+                Some(pos) => {
+                    let pos = pos.to_device(x.device());
+                    let index = pos.unsqueeze(-1).expand([-1, -1, x.size()[2]], false);
+                    (
+                        x.gather(1, &index, false),
+                        Rope::at_positions(&self.cfg, &pos),
+                    )
+                }
+            };
             for (i, layer) in self.layers[..frozen].iter().enumerate() {
                 x = layer.forward(&x, &rope, train);
                 if let Some(n) = named {

@@ -512,38 +512,46 @@ pub fn write_safetensors_atomic(
     path: &Path,
     tensors: &[(String, Tensor)],
 ) -> Result<(), WeightsError> {
-    let io = |source| WeightsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("weights");
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    write_safetensors_atomic_with_metadata(path, tensors, None)
+}
+
+/// [`write_safetensors_atomic`] with a `__metadata__` map (Hugging Face writes `{"format": "pt"}`).
+pub fn write_safetensors_atomic_with_metadata(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), WeightsError> {
+    let tmp = ethos_core::fs::temp_path(path);
     let mut views = Vec::with_capacity(tensors.len());
     for (k, t) in tensors {
         views.push((k.as_str(), TensorBytes::new(k, t)?));
     }
-    if let Err(e) = safetensors::serialize_to_file(views, None, &tmp) {
+    if let Err(e) = safetensors::serialize_to_file(views, metadata, &tmp) {
         let _ = std::fs::remove_file(&tmp);
+        if let safetensors::SafeTensorError::IoError(source) = e {
+            return Err(WeightsError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         return Err(WeightsError::Safetensors {
             path: path.to_path_buf(),
             msg: format!("writing failed: {e}"),
         });
     }
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    // safetensors writes through a private (0600) temporary file; weights are shared like any file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644));
     }
-    Ok(())
+    ethos_core::fs::commit_temp(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        WeightsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// A CPU-contiguous tensor seen as safetensors bytes; the bytes are copied out one tensor at a

@@ -11,6 +11,7 @@ pub mod export_feral;
 pub mod extract;
 pub mod metrics;
 pub mod model;
+pub mod model_ssl;
 pub mod predict;
 pub mod probe;
 pub mod sample;

@@ -23,6 +23,9 @@ pub enum What {
     Forward(ForwardArgs),
     /// Layers and blocks with output shapes, parameter counts (trainable/frozen) and FLOPs.
     Summary(SummaryArgs),
+    /// One V-JEPA 2 self-supervised step (no optimiser update) on a tensor file: context, predictions,
+    /// targets, loss and gradients by Hugging Face name.
+    SslStep(super::model_ssl::SslStepArgs),
 }
 
 /// Which model to build: architecture plus preset or config file.
@@ -93,6 +96,7 @@ pub struct SummaryArgs {
 /// Runs `ethos model`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
+        What::SslStep(a) => super::model_ssl::run(a),
         What::Forward(a) => {
             let r =
                 ethos_pipeline::model::forward(&a.model.spec(), &a.weights, &a.input, &a.output)?;
