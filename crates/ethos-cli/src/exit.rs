@@ -9,6 +9,8 @@ pub struct BadInput(pub String);
 pub fn code(err: &anyhow::Error) -> i32 {
     let bad = err.chain().any(|e| {
         e.downcast_ref::<BadInput>().is_some()
+            || e.downcast_ref::<ethos_core::Error>()
+                .is_some_and(|c| c.is_bad_input())
             || e.downcast_ref::<ethos_video::VideoError>()
                 .is_some_and(|v| v.is_bad_input())
             || e.downcast_ref::<clap::Error>().is_some()
