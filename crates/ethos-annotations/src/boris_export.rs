@@ -132,7 +132,8 @@ pub fn export_boris(req: &ExportRequest) -> Result<ExportSummary, AnnotError> {
     let only: Vec<AnnotEvent> = events.iter().map(|(_, e)| e.clone()).collect();
     let sources: Vec<PathBuf> = events.iter().map(|(f, _)| f.clone()).collect();
     let classes = if req.classes.is_empty() {
-        let set: std::collections::BTreeSet<&str> = only.iter().map(|e| e.behavior.as_str()).collect();
+        let set: std::collections::BTreeSet<&str> =
+            only.iter().map(|e| e.behavior.as_str()).collect();
         set.into_iter().map(str::to_string).collect()
     } else {
         for (f, e) in &events {
@@ -141,7 +142,10 @@ pub fn export_boris(req: &ExportRequest) -> Result<ExportSummary, AnnotError> {
                     Problem::new(
                         ProblemKind::UnknownBehavior,
                         f,
-                        format!("event {}", e.event_idx.map_or("?".into(), |i| i.to_string())),
+                        format!(
+                            "event {}",
+                            e.event_idx.map_or("?".into(), |i| i.to_string())
+                        ),
                         format!("behaviour not in --classes ({})", req.classes.join(", ")),
                     )
                     .at_s(e.start_s)
@@ -152,8 +156,14 @@ pub fn export_boris(req: &ExportRequest) -> Result<ExportSummary, AnnotError> {
         req.classes.clone()
     };
     let name = req.name.clone().unwrap_or_else(|| {
-        let n = req.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        n.trim_end_matches(".gz").trim_end_matches(".boris").to_string()
+        let n = req
+            .out
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        n.trim_end_matches(".gz")
+            .trim_end_matches(".boris")
+            .to_string()
     });
     let pj = if problems.is_empty() {
         match boris_project(&name, &only, &sources, &videos, &classes) {
@@ -228,15 +238,24 @@ pub fn boris_project(
             }),
         );
     }
-    let subjects: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e.subject.as_deref()).collect();
+    let subjects: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e.subject.as_deref()).collect();
     let mut subjects_conf = Map::new();
     for (i, s) in subjects.iter().enumerate() {
-        subjects_conf.insert(i.to_string(), json!({"key": "", "name": s, "description": ""}));
+        subjects_conf.insert(
+            i.to_string(),
+            json!({"key": "", "name": s, "description": ""}),
+        );
     }
     let has_camera = events.iter().any(|e| e.camera.is_some());
     let has_group = events.iter().any(|e| e.group.is_some());
     let mut indep_conf = Map::new();
-    for (k, label) in [(has_camera, "camera"), (has_group, "group")].into_iter().filter(|(h, _)| *h).map(|(_, l)| l).enumerate() {
+    for (k, label) in [(has_camera, "camera"), (has_group, "group")]
+        .into_iter()
+        .filter(|(h, _)| *h)
+        .map(|(_, l)| l)
+        .enumerate()
+    {
         indep_conf.insert(
             k.to_string(),
             json!({"label": label, "description": "", "type": "text", "default value": "", "possible values": ""}),
@@ -246,21 +265,31 @@ pub fn boris_project(
     let mut observations = Map::new();
     let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
     for (video, info) in videos {
-        let idx: Vec<usize> = (0..events.len()).filter(|&i| &events[i].video == video).collect();
+        let idx: Vec<usize> = (0..events.len())
+            .filter(|&i| &events[i].video == video)
+            .collect();
         let stem = Path::new(video)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| video.clone());
         let n = used_ids.entry(stem.clone()).or_default();
         *n += 1;
-        let obs_id = if *n == 1 { stem } else { format!("{stem} ({n})") };
+        let obs_id = if *n == 1 {
+            stem
+        } else {
+            format!("{stem} ({n})")
+        };
 
         // Overlaps of one key cannot be paired by BORIS.
         let mut by_key: BTreeMap<(Option<&str>, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
         for &i in &idx {
             let e = &events[i];
             by_key
-                .entry((e.subject.as_deref(), e.behavior.as_str(), e.modifiers.as_deref()))
+                .entry((
+                    e.subject.as_deref(),
+                    e.behavior.as_str(),
+                    e.modifiers.as_deref(),
+                ))
                 .or_default()
                 .push(i);
         }
@@ -297,7 +326,10 @@ pub fn boris_project(
                     Problem::new(
                         ProblemKind::Invalid,
                         &sources[i],
-                        format!("event {}", e.event_idx.map_or("?".into(), |i| i.to_string())),
+                        format!(
+                            "event {}",
+                            e.event_idx.map_or("?".into(), |i| i.to_string())
+                        ),
                         "shorter than a millisecond, the resolution of BORIS times",
                     )
                     .at_s(e.start_s)
@@ -312,7 +344,14 @@ pub fn boris_project(
                 rows.push((
                     time,
                     order,
-                    json!([time, subject, e.behavior, mods, text, (time * fps).round() as i64]),
+                    json!([
+                        time,
+                        subject,
+                        e.behavior,
+                        mods,
+                        text,
+                        (time * fps).round() as i64
+                    ]),
                 ));
             }
         }

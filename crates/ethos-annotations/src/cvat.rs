@@ -51,7 +51,10 @@ fn child_text(n: Option<Node<'_, '_>>, name: &str) -> Option<String> {
 }
 
 fn flag(n: Node<'_, '_>, attr: &str) -> bool {
-    matches!(n.attribute(attr).map(str::trim), Some("1") | Some("true") | Some("True"))
+    matches!(
+        n.attribute(attr).map(str::trim),
+        Some("1") | Some("true") | Some("True")
+    )
 }
 
 /// Parses a CVAT XML export into events; problems go to `c`.
@@ -123,15 +126,26 @@ pub fn parse_cvat(
         })
         .unwrap_or_default();
 
-    let tracks: Vec<Node> = root.children().filter(|n| n.has_tag_name("track")).collect();
-    let images: Vec<Node> = root.children().filter(|n| n.has_tag_name("image")).collect();
+    let tracks: Vec<Node> = root
+        .children()
+        .filter(|n| n.has_tag_name("track"))
+        .collect();
+    let images: Vec<Node> = root
+        .children()
+        .filter(|n| n.has_tag_name("image"))
+        .collect();
     // Intervals of task frames [a, b) per label, with where they came from.
     let mut spans: Vec<(String, u64, Option<u64>, String)> = Vec::new();
     for t in &tracks {
         let id = t.attribute("id").unwrap_or("?");
         let tplace = format!("track {id}");
         let Some(label) = t.attribute("label").map(str::to_string) else {
-            c.invalid(Problem::new(ProblemKind::Invalid, file, tplace, "track without a label"));
+            c.invalid(Problem::new(
+                ProblemKind::Invalid,
+                file,
+                tplace,
+                "track without a label",
+            ));
             continue;
         };
         if !declared.is_empty() && !declared.contains(&label) {
@@ -140,7 +154,10 @@ pub fn parse_cvat(
                     ProblemKind::UnknownBehavior,
                     file,
                     tplace.clone(),
-                    format!("label not declared in the task's labels ({})", declared.join(", ")),
+                    format!(
+                        "label not declared in the task's labels ({})",
+                        declared.join(", ")
+                    ),
                 )
                 .value(label.clone()),
             );
@@ -148,7 +165,10 @@ pub fn parse_cvat(
         }
         let mut keys: Vec<(u64, bool)> = Vec::new();
         let mut bad = false;
-        for s in t.children().filter(|n| n.is_element() && SHAPES.contains(&n.tag_name().name())) {
+        for s in t
+            .children()
+            .filter(|n| n.is_element() && SHAPES.contains(&n.tag_name().name()))
+        {
             let f = s.attribute("frame").unwrap_or("");
             match f.trim().parse::<u64>() {
                 Ok(f) => keys.push((f, flag(s, "outside"))),
@@ -179,7 +199,12 @@ pub fn parse_cvat(
                 (None, false) => open = Some(f),
                 (Some(a), true) => {
                     if f > a {
-                        spans.push((label.clone(), a, Some(f), format!("{tplace}, frames {a}..{f}")));
+                        spans.push((
+                            label.clone(),
+                            a,
+                            Some(f),
+                            format!("{tplace}, frames {a}..{f}"),
+                        ));
                     }
                     open = None;
                 }
@@ -198,8 +223,13 @@ pub fn parse_cvat(
         let id = im.attribute("id").unwrap_or("");
         let Ok(frame) = id.trim().parse::<u64>() else {
             c.invalid(
-                Problem::new(ProblemKind::Invalid, file, "image", "image id is not a frame number")
-                    .value(id),
+                Problem::new(
+                    ProblemKind::Invalid,
+                    file,
+                    "image",
+                    "image id is not a frame number",
+                )
+                .value(id),
             );
             continue;
         };
@@ -232,12 +262,18 @@ pub fn parse_cvat(
             let (a, label) = tagged[i].clone();
             let mut b = a;
             let mut j = i + 1;
-            while j < tagged.len() && tagged[j].1 == label && b.checked_add(1) == Some(tagged[j].0) {
+            while j < tagged.len() && tagged[j].1 == label && b.checked_add(1) == Some(tagged[j].0)
+            {
                 b += 1;
                 j += 1;
             }
             c.merge("CVAT frame tags joined into runs", j - i - 1);
-            spans.push((label, a, Some(b.saturating_add(1)), format!("image {a}..{b}")));
+            spans.push((
+                label,
+                a,
+                Some(b.saturating_add(1)),
+                format!("image {a}..{b}"),
+            ));
             i = j;
         }
     }

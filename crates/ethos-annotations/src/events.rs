@@ -71,11 +71,7 @@ pub const COLUMNS: [&str; 11] = [
 pub fn fmt_seconds(s: f64) -> String {
     let r = (s * 1e6).round() / 1e6;
     // `-0` would read back fine but looks wrong.
-    if r == 0.0 {
-        "0".into()
-    } else {
-        format!("{r}")
-    }
+    if r == 0.0 { "0".into() } else { format!("{r}") }
 }
 
 /// The events CSV as bytes; `event_idx` is 1.. in the given order.
@@ -119,11 +115,9 @@ pub fn write_events_csv(path: &Path, events: &[AnnotEvent]) -> Result<(), AnnotE
 
 /// Writes `bytes` to `path` atomically (temporary name, fsync, rename).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AnnotError> {
-    ethos_core::fs::write_atomic(path, |f| f.write_all(bytes)).map_err(|source| {
-        AnnotError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
+    ethos_core::fs::write_atomic(path, |f| f.write_all(bytes)).map_err(|source| AnnotError::Write {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -238,11 +232,7 @@ pub fn parse_events_csv(bytes: &[u8], path: &Path, problems: &mut Vec<Problem>) 
         }
         let before = problems.len();
         let get = |i: usize| rec.get(i).unwrap_or("").to_string();
-        let opt = |n: &str| {
-            opt_cols[n]
-                .map(get)
-                .filter(|v: &String| !v.is_empty())
-        };
+        let opt = |n: &str| opt_cols[n].map(get).filter(|v: &String| !v.is_empty());
         let num = |i: usize, name: &str, problems: &mut Vec<Problem>| -> Option<f64> {
             let v = get(i);
             match v.parse::<f64>() {

@@ -121,7 +121,9 @@ pub fn parse_splits(s: &str) -> Result<Vec<(String, f64)>, AnnotError> {
             )));
         }
         if out.iter().any(|(n, _)| n == name) {
-            return Err(AnnotError::Usage(format!("--splits {s:?}: {name:?} given twice")));
+            return Err(AnnotError::Usage(format!(
+                "--splits {s:?}: {name:?} given twice"
+            )));
         }
         out.push((name.to_string(), share));
     }
@@ -146,7 +148,9 @@ fn check_request(req: &ImportRequest) -> Result<(), AnnotError> {
     if let Some(p) = req.policies.point_seconds
         && !(p > 0.0 && p.is_finite())
     {
-        return Err(AnnotError::Usage(format!("--point-seconds {p}: must be > 0")));
+        return Err(AnnotError::Usage(format!(
+            "--point-seconds {p}: must be > 0"
+        )));
     }
     Ok(())
 }
@@ -212,7 +216,10 @@ pub fn import(req: &ImportRequest) -> Result<(Vec<AnnotEvent>, ImportSummary), A
             && (a.start_s - b.start_s).abs() < 1e-6
             && (a.duration_s - b.duration_s).abs() < 1e-6
     });
-    c.merge("identical events from several files or annotators", before - events.len());
+    c.merge(
+        "identical events from several files or annotators",
+        before - events.len(),
+    );
     let mut by_behavior = BTreeMap::new();
     for e in &events {
         *by_behavior.entry(e.behavior.clone()).or_default() += 1;
@@ -258,12 +265,19 @@ fn split_hash(seed: u64, name: &str) -> u64 {
 }
 
 /// Assigns each video (all its events) to one split; returns events per split.
-pub fn assign_splits(events: &mut [AnnotEvent], splits: &[(String, f64)], seed: u64) -> BTreeMap<String, usize> {
+pub fn assign_splits(
+    events: &mut [AnnotEvent],
+    splits: &[(String, f64)],
+    seed: u64,
+) -> BTreeMap<String, usize> {
     let mut per_video: BTreeMap<&str, usize> = BTreeMap::new();
     for e in events.iter() {
         *per_video.entry(e.video.as_str()).or_default() += 1;
     }
-    let mut videos: Vec<(String, usize)> = per_video.into_iter().map(|(v, n)| (v.to_string(), n)).collect();
+    let mut videos: Vec<(String, usize)> = per_video
+        .into_iter()
+        .map(|(v, n)| (v.to_string(), n))
+        .collect();
     videos.sort_by_key(|(v, _)| (split_hash(seed, v), v.clone()));
     let total: usize = videos.iter().map(|(_, n)| n).sum();
     let mut bounds = Vec::new();
@@ -319,7 +333,10 @@ pub fn run_import(req: &ImportRequest) -> Result<ImportSummary, AnnotError> {
         for (name, _) in &req.splits {
             let mut w = csv::Writer::from_writer(Vec::new());
             let _ = w.write_record(&header);
-            for row in rows.iter().filter(|row| row.get(col) == Some(name.as_str())) {
+            for row in rows
+                .iter()
+                .filter(|row| row.get(col) == Some(name.as_str()))
+            {
                 let _ = w.write_record(row);
             }
             let path = split_path(&req.out, name);

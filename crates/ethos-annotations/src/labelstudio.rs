@@ -40,7 +40,9 @@ pub struct LabelStudioOptions {
     pub label_config: Option<String>,
 }
 
-const VIDEO_EXT: [&str; 8] = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"];
+const VIDEO_EXT: [&str; 8] = [
+    ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg",
+];
 
 /// What the labelling config says about the video tag.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -103,7 +105,9 @@ pub fn clean_video_url(url: &str) -> String {
         // `/data/upload/<project>/<8 hex>-<name>`: keep the file name as uploaded.
         let name = rest.rsplit('/').next().unwrap_or(rest);
         path = match name.split_once('-') {
-            Some((h, n)) if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) && !n.is_empty() => {
+            Some((h, n))
+                if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) && !n.is_empty() =>
+            {
                 n.to_string()
             }
             _ => name.to_string(),
@@ -114,9 +118,11 @@ pub fn clean_video_url(url: &str) -> String {
 
 fn as_u64(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15).map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
+                .map(|f| f as u64)
+        }),
         _ => None,
     }
 }
@@ -180,7 +186,12 @@ pub fn parse_labelstudio(
             .unwrap_or_else(|| format!("#{}", n + 1));
         let tplace = format!("task {id}");
         let Some(data) = task.get("data").and_then(Value::as_object) else {
-            c.invalid(Problem::new(ProblemKind::Invalid, file, tplace, "task without a \"data\" object"));
+            c.invalid(Problem::new(
+                ProblemKind::Invalid,
+                file,
+                tplace,
+                "task without a \"data\" object",
+            ));
             continue;
         };
         let url = config
@@ -192,15 +203,22 @@ pub fn parse_labelstudio(
                 data.values().find(|v| {
                     v.as_str().is_some_and(|s| {
                         let l = s.to_lowercase();
-                        VIDEO_EXT.iter().any(|e| l.split('?').next().unwrap_or("").ends_with(e))
+                        VIDEO_EXT
+                            .iter()
+                            .any(|e| l.split('?').next().unwrap_or("").ends_with(e))
                     })
                 })
             })
             .and_then(Value::as_str);
         let Some(url) = url else {
             c.invalid(
-                Problem::new(ProblemKind::Invalid, file, tplace, "no video URL in the task's data")
-                    .value(shown(&Value::Object(data.clone()))),
+                Problem::new(
+                    ProblemKind::Invalid,
+                    file,
+                    tplace,
+                    "no video URL in the task's data",
+                )
+                .value(shown(&Value::Object(data.clone()))),
             );
             continue;
         };
@@ -218,9 +236,17 @@ pub fn parse_labelstudio(
             c.skip("Label Studio tasks without annotations", 1);
             continue;
         };
-        c.skip("Label Studio extra annotations of a task (the first is read)", annotations.len() - 1);
+        c.skip(
+            "Label Studio extra annotations of a task (the first is read)",
+            annotations.len() - 1,
+        );
         let Some(results) = ann.get("result").and_then(Value::as_array) else {
-            c.invalid(Problem::new(ProblemKind::Invalid, file, tplace, "annotation without a \"result\" list"));
+            c.invalid(Problem::new(
+                ProblemKind::Invalid,
+                file,
+                tplace,
+                "annotation without a \"result\" list",
+            ));
             continue;
         };
 
@@ -260,33 +286,38 @@ pub fn parse_labelstudio(
             let dur = v.get("duration").and_then(Value::as_f64)?;
             (frames > 0.0 && dur > 0.0).then_some((frames, dur))
         });
-        let config_fps = config.frame_rate.as_ref().and_then(|fr| match fr.strip_prefix('$') {
-            Some(key) => data.get(key).and_then(|v| match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            }),
-            None => fr.parse().ok(),
-        });
+        let config_fps = config
+            .frame_rate
+            .as_ref()
+            .and_then(|fr| match fr.strip_prefix('$') {
+                Some(key) => data.get(key).and_then(|v| match v {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                }),
+                None => fr.parse().ok(),
+            });
         let fps = opts
             .fps
             .or(config_fps)
             .or(facts.map(|f| f.fps))
             .or(rect.map(|(f, d)| f / d))
             .filter(|f| *f > 0.0 && f.is_finite());
-        let length_s = facts
-            .map(|f| f.duration_s)
-            .or(rect.map(|(_, d)| d));
-        let frames_count = facts
-            .map(|f| f.frames)
-            .or(rect.map(|(f, _)| f as u64));
+        let length_s = facts.map(|f| f.duration_s).or(rect.map(|(_, d)| d));
+        let frames_count = facts.map(|f| f.frames).or(rect.map(|(f, _)| f as u64));
 
         for (k, r) in results.iter().enumerate() {
             let rplace = format!(
                 "{tplace}, result {}",
-                r.get("id").map(shown).unwrap_or_else(|| (k + 1).to_string())
+                r.get("id")
+                    .map(shown)
+                    .unwrap_or_else(|| (k + 1).to_string())
             );
-            let kind = r.get("type").and_then(Value::as_str).unwrap_or("").to_lowercase();
+            let kind = r
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_lowercase();
             let value = r.get("value");
             let need_fps = |c: &mut Collector| {
                 c.error(
@@ -310,7 +341,9 @@ pub fn parse_labelstudio(
             match kind.as_str() {
                 "timelinelabels" => {
                     let labels = labels_of(value, "timelinelabels");
-                    let ranges = value.and_then(|v| v.get("ranges")).and_then(Value::as_array);
+                    let ranges = value
+                        .and_then(|v| v.get("ranges"))
+                        .and_then(Value::as_array);
                     let (Some(ranges), false) = (ranges, labels.is_empty()) else {
                         c.invalid(
                             Problem::new(
@@ -328,7 +361,10 @@ pub fn parse_labelstudio(
                         continue;
                     };
                     for rg in ranges {
-                        let (s, e) = (rg.get("start").and_then(as_u64), rg.get("end").and_then(as_u64));
+                        let (s, e) = (
+                            rg.get("start").and_then(as_u64),
+                            rg.get("end").and_then(as_u64),
+                        );
                         match (s, e) {
                             (Some(s), Some(e)) if s >= 1 && e >= s => {
                                 c.count("Label Studio timeline ranges", 1);
@@ -353,7 +389,9 @@ pub fn parse_labelstudio(
                 }
                 "videorectangle" => {
                     let labels = labels_of(value, "labels");
-                    let seq = value.and_then(|v| v.get("sequence")).and_then(Value::as_array);
+                    let seq = value
+                        .and_then(|v| v.get("sequence"))
+                        .and_then(Value::as_array);
                     let (Some(seq), false) = (seq, labels.is_empty()) else {
                         c.invalid(
                             Problem::new(
@@ -409,7 +447,9 @@ pub fn parse_labelstudio(
                                 stretches.push((a, f));
                                 open = None;
                             }
-                            (Some(_), true) => c.merge("Label Studio keyframes inside a stretch", 1),
+                            (Some(_), true) => {
+                                c.merge("Label Studio keyframes inside a stretch", 1)
+                            }
                         }
                     }
                     if let Some(a) = open {
@@ -440,8 +480,13 @@ pub fn parse_labelstudio(
                     let labels = labels_of(value, "choices");
                     if labels.is_empty() {
                         c.invalid(
-                            Problem::new(ProblemKind::Invalid, file, rplace, "choices result without value.choices")
-                                .value(value.map(shown).unwrap_or_default()),
+                            Problem::new(
+                                ProblemKind::Invalid,
+                                file,
+                                rplace,
+                                "choices result without value.choices",
+                            )
+                            .value(value.map(shown).unwrap_or_default()),
                         );
                         continue;
                     }
@@ -463,9 +508,17 @@ pub fn parse_labelstudio(
                     }
                 }
                 "" => {
-                    c.invalid(Problem::new(ProblemKind::Invalid, file, rplace, "result without a \"type\""));
+                    c.invalid(Problem::new(
+                        ProblemKind::Invalid,
+                        file,
+                        rplace,
+                        "result without a \"type\"",
+                    ));
                 }
-                other => c.skip(&format!("Label Studio {other} results (not video labels)"), 1),
+                other => c.skip(
+                    &format!("Label Studio {other} results (not video labels)"),
+                    1,
+                ),
             }
         }
     }
@@ -476,7 +529,11 @@ fn labels_of(value: Option<&Value>, key: &str) -> Vec<String> {
     value
         .and_then(|v| v.get(key))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -486,7 +543,10 @@ mod tests {
 
     #[test]
     fn label_studio_urls_become_media_paths() {
-        assert_eq!(clean_video_url("/data/upload/1/3f2a9c1d-day1.mp4"), "day1.mp4");
+        assert_eq!(
+            clean_video_url("/data/upload/1/3f2a9c1d-day1.mp4"),
+            "day1.mp4"
+        );
         assert_eq!(clean_video_url("/data/upload/1/day-1.mp4"), "day-1.mp4");
         assert_eq!(
             clean_video_url("/data/local-files/?d=farm/cam%202/day2.mp4"),
@@ -501,7 +561,8 @@ mod tests {
 
     #[test]
     fn frame_rate_and_key_from_the_config() {
-        let cv = config_video(r#"<View><Video name="v" value="$clip" frameRate="$fps"/></View>"#).unwrap();
+        let cv = config_video(r#"<View><Video name="v" value="$clip" frameRate="$fps"/></View>"#)
+            .unwrap();
         assert_eq!(cv.key.as_deref(), Some("clip"));
         assert_eq!(cv.frame_rate.as_deref(), Some("$fps"));
     }

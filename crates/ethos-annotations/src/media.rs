@@ -198,7 +198,12 @@ mod tests {
     #[test]
     fn trailing_components_pick_the_file_and_ties_are_ambiguous() {
         let dir = tempfile::tempdir().unwrap();
-        for p in ["cam1/day1.mp4", "cam2/day1.mp4", "cam2/Day2.MP4", "x/y/cam3/day1.mp4"] {
+        for p in [
+            "cam1/day1.mp4",
+            "cam2/day1.mp4",
+            "cam2/Day2.MP4",
+            "x/y/cam3/day1.mp4",
+        ] {
             let f = dir.path().join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, b"").unwrap();
@@ -212,10 +217,16 @@ mod tests {
             m.resolve("/mnt/cam3/day1.mp4"),
             Resolved::Found("x/y/cam3/day1.mp4".into())
         );
-        assert_eq!(m.resolve("d:/CAM2/day2.mp4"), Resolved::Found("cam2/Day2.MP4".into()));
+        assert_eq!(
+            m.resolve("d:/CAM2/day2.mp4"),
+            Resolved::Found("cam2/Day2.MP4".into())
+        );
         assert!(matches!(m.resolve("day1.mp4"), Resolved::Ambiguous(v) if v.len() == 3));
         assert_eq!(m.resolve("day9.mp4"), Resolved::NotFound);
         let none = Media::new(None).unwrap();
-        assert_eq!(none.resolve("a\\b.mp4"), Resolved::AsWritten("a\\b.mp4".into()));
+        assert_eq!(
+            none.resolve("a\\b.mp4"),
+            Resolved::AsWritten("a\\b.mp4".into())
+        );
     }
 }

@@ -95,14 +95,15 @@ struct Table {
 }
 
 fn read_table(bytes: &[u8], path: &Path, problems: &mut Vec<Problem>) -> Option<Table> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(bytes);
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let header = match r.headers() {
         Ok(h) => {
             let mut h = h.clone();
             h.trim();
-            let cleaned: Vec<String> = h.iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect();
+            let cleaned: Vec<String> = h
+                .iter()
+                .map(|s| s.trim_start_matches('\u{feff}').to_string())
+                .collect();
             csv::StringRecord::from(cleaned)
         }
         Err(e) => {
@@ -295,7 +296,10 @@ pub fn relabel(req: &RelabelRequest) -> Result<RelabelSummary, AnnotError> {
         let v = row.get(c_idx).unwrap_or("").trim();
         match v.parse::<u32>() {
             Ok(i) => {
-                if known.insert(i, row.get(c_beh).unwrap_or("").trim().to_string()).is_some() {
+                if known
+                    .insert(i, row.get(c_beh).unwrap_or("").trim().to_string())
+                    .is_some()
+                {
                     problems.push(
                         Problem::new(
                             ProblemKind::Invalid,
@@ -324,7 +328,13 @@ pub fn relabel(req: &RelabelRequest) -> Result<RelabelSummary, AnnotError> {
     } else {
         req.classes.iter().cloned().collect()
     };
-    let corrections = parse_corrections(&corrections_bytes, &req.corrections, &known, &classes, &mut problems);
+    let corrections = parse_corrections(
+        &corrections_bytes,
+        &req.corrections,
+        &known,
+        &classes,
+        &mut problems,
+    );
     if !problems.is_empty() {
         return Err(AnnotError::Problems {
             problems: Problems(problems),
@@ -384,7 +394,9 @@ pub fn relabel(req: &RelabelRequest) -> Result<RelabelSummary, AnnotError> {
                 }
             }
         }
-        *by_behavior.entry(new_row[c_beh].trim().to_string()).or_default() += 1;
+        *by_behavior
+            .entry(new_row[c_beh].trim().to_string())
+            .or_default() += 1;
         let _ = out.write_record(&new_row);
     }
     let changes_file = changes_path(&req.out);

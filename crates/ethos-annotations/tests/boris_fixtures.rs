@@ -9,7 +9,9 @@ use ethos_annotations::import::{ImportRequest, Tool, import};
 use ethos_annotations::{AnnotEvent, Policies};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn request(files: &[&str]) -> ImportRequest {
@@ -60,7 +62,12 @@ fn boris_aggregated_reference(tsv: &str) -> Vec<Key> {
     let text = std::fs::read_to_string(fixture(tsv)).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap_or_else(|| panic!("{n}"));
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| *h == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
     let mods: Vec<usize> = header
         .iter()
         .enumerate()
@@ -90,13 +97,21 @@ fn boris_aggregated_reference(tsv: &str) -> Vec<Key> {
         let start: f64 = f[col("Start (s)")].parse().unwrap();
         let dur: f64 = f[col("Duration (s)")].parse().unwrap();
         let subject = f[col("Subject")];
-        let m: Vec<&str> = mods.iter().map(|&i| f[i]).filter(|m| !m.is_empty()).collect();
+        let m: Vec<&str> = mods
+            .iter()
+            .map(|&i| f[i])
+            .filter(|m| !m.is_empty())
+            .collect();
         out.push((
             media,
             ((start - offset - before) * 1000.0).round() as i64,
             (dur * 1000.0).round() as i64,
             f[col("Behavior")].to_string(),
-            if subject == "No focal subject" { String::new() } else { subject.to_string() },
+            if subject == "No focal subject" {
+                String::new()
+            } else {
+                subject.to_string()
+            },
             m.join("|"),
         ));
     }
@@ -114,13 +129,25 @@ fn every_project_version_equals_boris_own_aggregated_export() {
     }
     // The multi-file observation: the second file's events are on its own clock.
     let v7 = events_of(&["boris_v7.boris"]);
-    let part2: Vec<&AnnotEvent> = v7.iter().filter(|e| e.video == "/data/cam2/part2.mp4").collect();
+    let part2: Vec<&AnnotEvent> = v7
+        .iter()
+        .filter(|e| e.video == "/data/cam2/part2.mp4")
+        .collect();
     assert_eq!(part2.len(), 1);
     assert!((part2[0].start_s - 1.0).abs() < 1e-9 && (part2[0].duration_s - 5.5).abs() < 1e-9);
     // Independent variables fill camera and group; subjects and modifiers are kept.
-    let obs1: Vec<&AnnotEvent> = v7.iter().filter(|e| e.observation.as_deref() == Some("obs1")).collect();
-    assert!(obs1.iter().all(|e| e.camera.as_deref() == Some("cam1") && e.group.as_deref() == Some("pen3")));
-    assert!(obs1.iter().any(|e| e.subject.is_none() && e.behavior == "tail"));
+    let obs1: Vec<&AnnotEvent> = v7
+        .iter()
+        .filter(|e| e.observation.as_deref() == Some("obs1"))
+        .collect();
+    assert!(
+        obs1.iter()
+            .all(|e| e.camera.as_deref() == Some("cam1") && e.group.as_deref() == Some("pen3"))
+    );
+    assert!(
+        obs1.iter()
+            .any(|e| e.subject.is_none() && e.behavior == "tail")
+    );
     assert!(obs1.iter().any(|e| e.modifiers.as_deref() == Some("right")));
 }
 
@@ -131,20 +158,41 @@ fn gzipped_project_and_exports_give_the_same_events() {
     assert_eq!(keys(&events_of(&["boris_v7.aggregated.tsv"])), project);
     assert_eq!(keys(&events_of(&["boris_v7.aggregated.csv"])), project);
     assert_eq!(
-        keys(&events_of(&["boris_v7.obs1.tabular.tsv", "boris_v7.obs2.tabular.csv"])),
+        keys(&events_of(&[
+            "boris_v7.obs1.tabular.tsv",
+            "boris_v7.obs2.tabular.csv"
+        ])),
         project
     );
-    assert_eq!(keys(&events_of(&["boris_v4.aggregated.csv"])), keys(&events_of(&["boris_v4.boris"])));
+    assert_eq!(
+        keys(&events_of(&["boris_v4.aggregated.csv"])),
+        keys(&events_of(&["boris_v4.boris"]))
+    );
 }
 
 #[test]
 fn live_observations_and_point_events_are_skipped_and_counted() {
     let (events, summary) = import(&request(&["boris_v7.boris"])).unwrap();
-    assert_eq!(summary.skipped.get("LIVE observations (no video)"), Some(&1));
-    assert_eq!(summary.skipped.get("POINT events (no --point-seconds)"), Some(&2));
-    assert!(summary.handled.iter().any(|h| h.problem.contains("observation \"live1\"")));
+    assert_eq!(
+        summary.skipped.get("LIVE observations (no video)"),
+        Some(&1)
+    );
+    assert_eq!(
+        summary.skipped.get("POINT events (no --point-seconds)"),
+        Some(&2)
+    );
+    assert!(
+        summary
+            .handled
+            .iter()
+            .any(|h| h.problem.contains("observation \"live1\""))
+    );
     assert!(events.iter().all(|e| e.behavior != "groom"));
-    assert!(summary.notes.iter().any(|n| n.contains("format 7.0")), "{:?}", summary.notes);
+    assert!(
+        summary.notes.iter().any(|n| n.contains("format 7.0")),
+        "{:?}",
+        summary.notes
+    );
 
     let mut req = request(&["boris_v7.boris"]);
     req.policies.point_seconds = Some(2.0);
@@ -152,15 +200,28 @@ fn live_observations_and_point_events_are_skipped_and_counted() {
     let grooms: Vec<&AnnotEvent> = events.iter().filter(|e| e.behavior == "groom").collect();
     assert_eq!(grooms.len(), 2);
     // Centred on 9.0 s (obs1) and on 40.0 s = 10.0 s into part2.mp4 (obs2).
-    assert!(grooms.iter().any(|e| e.video.ends_with("day1.mp4") && (e.start_s - 8.0).abs() < 1e-9));
-    assert!(grooms.iter().any(|e| e.video.ends_with("part2.mp4") && (e.start_s - 9.0).abs() < 1e-9));
+    assert!(
+        grooms
+            .iter()
+            .any(|e| e.video.ends_with("day1.mp4") && (e.start_s - 8.0).abs() < 1e-9)
+    );
+    assert!(
+        grooms
+            .iter()
+            .any(|e| e.video.ends_with("part2.mp4") && (e.start_s - 9.0).abs() < 1e-9)
+    );
     assert!(grooms.iter().all(|e| (e.duration_s - 2.0).abs() < 1e-9));
 }
 
 #[test]
 fn media_paths_map_to_files_under_the_videos_root() {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["cam1/day1.mp4", "cam2/part1.mp4", "cam2/part2.mp4", "cam2/overview.mp4"] {
+    for p in [
+        "cam1/day1.mp4",
+        "cam2/part1.mp4",
+        "cam2/part2.mp4",
+        "cam2/overview.mp4",
+    ] {
         let f = dir.path().join(p);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, b"").unwrap();
@@ -168,7 +229,8 @@ fn media_paths_map_to_files_under_the_videos_root() {
     let mut req = request(&["boris_v7.boris"]);
     req.videos_root = Some(dir.path().to_path_buf());
     let (events, summary) = import(&req).unwrap();
-    let videos: std::collections::BTreeSet<&str> = events.iter().map(|e| e.video.as_str()).collect();
+    let videos: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.video.as_str()).collect();
     assert_eq!(
         videos.into_iter().collect::<Vec<_>>(),
         ["cam1/day1.mp4", "cam2/part1.mp4", "cam2/part2.mp4"]

@@ -8,7 +8,9 @@ use ethos_annotations::import::{ImportRequest, Tool, import};
 use ethos_annotations::{AnnotEvent, Policies, ProblemKind};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn request(tool: Tool, file: &str) -> ImportRequest {
@@ -39,7 +41,10 @@ fn close(got: &[(String, f64, f64)], want: &[(&str, f64, f64)]) {
     assert_eq!(got.len(), want.len(), "{got:?}");
     for (g, w) in got.iter().zip(want) {
         assert_eq!(g.0, w.0, "{got:?}");
-        assert!((g.1 - w.1).abs() < 1e-9 && (g.2 - w.2).abs() < 1e-9, "{got:?} vs {want:?}");
+        assert!(
+            (g.1 - w.1).abs() < 1e-9 && (g.2 - w.2).abs() < 1e-9,
+            "{got:?} vs {want:?}"
+        );
     }
 }
 
@@ -115,7 +120,11 @@ fn label_studio_timeline_rectangles_and_choices() {
     );
     // Label Studio's upload prefix is gone from the video name.
     assert!(events.iter().all(|e| e.video == "day1.mp4"), "{events:?}");
-    assert!(events.iter().all(|e| e.observation.as_deref() == Some("task 1")));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.observation.as_deref() == Some("task 1"))
+    );
 
     // Without the config the rate comes from the rectangle's framesCount / duration (15).
     req.label_config = None;

@@ -12,7 +12,12 @@ use ethos_annotations::{Policies, boris, events, relabel};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn policies(k: u8) -> Policies {
@@ -37,7 +42,9 @@ fn all_parsers(bytes: &[u8], k: u8) {
     };
     let opts_l = LabelStudioOptions {
         fps: (k % 2 == 0).then_some(25.0),
-        label_config: Some(r#"<View><Video name="v" value="$video" frameRate="15"/></View>"#.into()),
+        label_config: Some(
+            r#"<View><Video name="v" value="$video" frameRate="15"/></View>"#.into(),
+        ),
     };
     let mut outputs = Vec::new();
     for which in 0..3 {
@@ -50,13 +57,18 @@ fn all_parsers(bytes: &[u8], k: u8) {
         outputs.push(ev);
     }
     for ev in outputs.iter().flatten() {
-        assert!(ev.start_s.is_finite() && ev.duration_s.is_finite(), "{ev:?}");
+        assert!(
+            ev.start_s.is_finite() && ev.duration_s.is_finite(),
+            "{ev:?}"
+        );
         assert!(ev.duration_s > 0.0, "{ev:?}");
     }
     let mut problems = Vec::new();
     let _ = events::parse_events_csv(bytes, &file, &mut problems);
     let known: HashMap<u32, String> = [(1, "ear".to_string())].into_iter().collect();
-    let classes: BTreeSet<String> = ["ear".to_string(), "tail".to_string()].into_iter().collect();
+    let classes: BTreeSet<String> = ["ear".to_string(), "tail".to_string()]
+        .into_iter()
+        .collect();
     let _ = relabel::parse_corrections(bytes, &file, &known, &classes, &mut problems);
 }
 

@@ -54,10 +54,21 @@ fn import_boris(file: &Path, out: &Path, extra: &[&str]) -> Output {
 /// Rows of a CSV (csv-crate free: the tests' files have no quoted commas).
 fn rows(text: &str) -> Vec<HashMap<String, String>> {
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
     lines
         .filter(|l| !l.is_empty())
-        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -72,7 +83,10 @@ fn every_kind_of_boris_problem_names_file_observation_and_time() {
 
     // Unpaired: obs1's last STOP removed → the START at 20 s has no STOP.
     let p = project_with(&dir, "unpaired.boris", |pj| {
-        pj["observations"]["obs1"]["events"].as_array_mut().unwrap().pop();
+        pj["observations"]["obs1"]["events"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
     });
     let err = bad(&import_boris(&p, &out, &[]));
     assert!(err.contains("unpaired.boris"), "{err}");
@@ -145,17 +159,36 @@ fn every_kind_of_boris_problem_names_file_observation_and_time() {
     let videos = dir.join("videos");
     std::fs::create_dir_all(videos.join("cam1")).unwrap();
     std::fs::write(videos.join("cam1/day1.mp4"), b"").unwrap();
-    let err = bad(&import_boris(&fixture("boris_v7.boris"), &out, &["--videos-root", videos.to_str().unwrap()]));
+    let err = bad(&import_boris(
+        &fixture("boris_v7.boris"),
+        &out,
+        &["--videos-root", videos.to_str().unwrap()],
+    ));
     assert!(err.contains("observation \"obs2\""), "{err}");
-    assert!(err.contains("at 0.000 s to 30.000 s, value \"/data/cam2/part1.mp4\""), "{err}");
-    assert!(err.contains("at 30.000 s to 60.000 s, value \"/data/cam2/part2.mp4\""), "{err}");
+    assert!(
+        err.contains("at 0.000 s to 30.000 s, value \"/data/cam2/part1.mp4\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("at 30.000 s to 60.000 s, value \"/data/cam2/part2.mp4\""),
+        "{err}"
+    );
     let o = import_boris(
         &fixture("boris_v7.boris"),
         &out,
-        &["--videos-root", videos.to_str().unwrap(), "--on-missing-video", "skip"],
+        &[
+            "--videos-root",
+            videos.to_str().unwrap(),
+            "--on-missing-video",
+            "skip",
+        ],
     );
     ok(&o);
-    assert!(rows(&read(&out)).iter().all(|r| r["video"] == "cam1/day1.mp4"));
+    assert!(
+        rows(&read(&out))
+            .iter()
+            .all(|r| r["video"] == "cam1/day1.mp4")
+    );
 
     // A file that is not BORIS at all, and an XLSX workbook.
     let junk = dir.join("junk.tsv");
@@ -193,7 +226,10 @@ fn cvat_labelstudio_and_relabel_problems_exit_2_naming_where() {
     assert_eq!(rows(&read(&out)).len(), 3);
 
     // A CVAT track with a label the task does not declare.
-    let xml = read(&fixture("cvat_video_tracks.xml")).replace("<track id=\"2\" label=\"tail\">", "<track id=\"2\" label=\"sniff\">");
+    let xml = read(&fixture("cvat_video_tracks.xml")).replace(
+        "<track id=\"2\" label=\"tail\">",
+        "<track id=\"2\" label=\"sniff\">",
+    );
     let bad_xml = dir.join("bad.xml");
     std::fs::write(&bad_xml, xml).unwrap();
     let o = ethos()
@@ -209,7 +245,8 @@ fn cvat_labelstudio_and_relabel_problems_exit_2_naming_where() {
     // Label Studio: a range with its frames reversed (task 1), a whole-video choice without
     // the video's length (task 2).
     let mut tasks: Value = serde_json::from_str(&read(&fixture("labelstudio_video.json"))).unwrap();
-    tasks[0]["annotations"][0]["result"][0]["value"]["ranges"][0] = serde_json::json!({"start": 45, "end": 16});
+    tasks[0]["annotations"][0]["result"][0]["value"]["ranges"][0] =
+        serde_json::json!({"start": 45, "end": 16});
     let ls = dir.join("ls.json");
     std::fs::write(&ls, serde_json::to_vec(&tasks).unwrap()).unwrap();
     let o = ethos()
@@ -222,7 +259,10 @@ fn cvat_labelstudio_and_relabel_problems_exit_2_naming_where() {
         .output()
         .unwrap();
     let err = bad(&o);
-    assert!(err.contains("ls.json: task 1, result a1, at frames {\"end\":16,\"start\":45}"), "{err}");
+    assert!(
+        err.contains("ls.json: task 1, result a1, at frames {\"end\":16,\"start\":45}"),
+        "{err}"
+    );
     assert!(err.contains("ls.json: task 2, result c1"), "{err}");
 
     // Relabel: unknown event, unknown class, a duplicate row, all at once.
@@ -249,9 +289,20 @@ fn cvat_labelstudio_and_relabel_problems_exit_2_naming_where() {
         .unwrap();
     let err = bad(&o);
     assert!(err.contains("3 problem(s)"), "{err}");
-    assert!(err.contains("corrections.csv: line 3, column event_idx, value \"9\": unknown event_idx"), "{err}");
-    assert!(err.contains("line 4, column action, value \"sniff\": unknown class"), "{err}");
-    assert!(err.contains("line 5, column event_idx, value \"1\": event corrected twice (first on line 2)"), "{err}");
+    assert!(
+        err.contains("corrections.csv: line 3, column event_idx, value \"9\": unknown event_idx"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 4, column action, value \"sniff\": unknown class"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "line 5, column event_idx, value \"1\": event corrected twice (first on line 2)"
+        ),
+        "{err}"
+    );
     assert!(!dir.join("ev2.csv").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -281,9 +332,24 @@ fn synth_labels_to_boris_and_back_train_predict_review_and_relabel() {
         .args(["synth", "--out"])
         .arg(&data)
         .args([
-            "--events", "12", "--long-video", "20", "--long-video-size", "64",
-            "--resolution", "160x96", "--fps", "10", "--minutes", "0.5", "--imbalance", "2",
-            "--codec", "mpeg4", "--seed", "3",
+            "--events",
+            "12",
+            "--long-video",
+            "20",
+            "--long-video-size",
+            "64",
+            "--resolution",
+            "160x96",
+            "--fps",
+            "10",
+            "--minutes",
+            "0.5",
+            "--imbalance",
+            "2",
+            "--codec",
+            "mpeg4",
+            "--seed",
+            "3",
         ])
         .output()
         .unwrap());
@@ -330,22 +396,43 @@ fn synth_labels_to_boris_and_back_train_predict_review_and_relabel() {
     let o = import_boris(
         &project,
         &imported,
-        &["--videos-root", videos.to_str().unwrap(), "--splits", "train=0.5,val=0.5", "--seed", "1"],
+        &[
+            "--videos-root",
+            videos.to_str().unwrap(),
+            "--splits",
+            "train=0.5,val=0.5",
+            "--seed",
+            "1",
+        ],
     );
     ok(&o);
     assert_eq!(bouts(&imported), bouts(&labels));
     let back = rows(&read(&imported));
-    assert!(back.iter().all(|r| r["group"].starts_with("pen") && r["camera"].starts_with("cam")));
+    assert!(
+        back.iter()
+            .all(|r| r["group"].starts_with("pen") && r["camera"].starts_with("cam"))
+    );
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(s["splits"]["train"].as_u64().unwrap() > 0 && s["splits"]["val"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["splits"]["train"].as_u64().unwrap() > 0 && s["splits"]["val"].as_u64().unwrap() > 0,
+        "{s}"
+    );
 
     // Train one epoch on the imported events and splits.
     let run = dir.join("run");
     let mut train = ethos();
-    train.args(["train", "--config"]).arg(data.join("config.yaml"));
+    train
+        .args(["train", "--config"])
+        .arg(data.join("config.yaml"));
     for s in [
-        "data.input_size=32", "data.cache_short_side=40", "data.num_frames=4", "data.fps=4",
-        "data.batch_size=4", "model.arch=r3d_18", "model.preset=r3d_demo", "train.epochs=1",
+        "data.input_size=32",
+        "data.cache_short_side=40",
+        "data.num_frames=4",
+        "data.fps=4",
+        "data.batch_size=4",
+        "model.arch=r3d_18",
+        "model.preset=r3d_demo",
+        "train.epochs=1",
         "train.device=cpu",
     ] {
         train.args(["--set", s]);
@@ -404,14 +491,24 @@ fn synth_labels_to_boris_and_back_train_predict_review_and_relabel() {
     assert_eq!(round.len(), predicted.len());
     for (a, b) in round.iter().zip(&predicted) {
         assert_eq!((&a.0, &a.3), (&b.0, &b.3));
-        assert!((a.1 - b.1).abs() <= 1 && (a.2 - b.2).abs() <= 1, "{a:?} vs {b:?}");
+        assert!(
+            (a.1 - b.1).abs() <= 1 && (a.2 - b.2).abs() <= 1,
+            "{a:?} vs {b:?}"
+        );
     }
 
     // The reviewer's corrections: relabel the first event, drop the second (if any).
     let corr = dir.join("corrections.csv");
     let first = rows(&read(&reviewed));
-    let other = if first[0]["behavior"] == "ear" { "tail" } else { "ear" };
-    let mut text = format!("event_idx,action,note\n{},{other},looked again\n", first[0]["event_idx"]);
+    let other = if first[0]["behavior"] == "ear" {
+        "tail"
+    } else {
+        "ear"
+    };
+    let mut text = format!(
+        "event_idx,action,note\n{},{other},looked again\n",
+        first[0]["event_idx"]
+    );
     if first.len() > 1 {
         text.push_str(&format!("{},drop,\n", first[1]["event_idx"]));
     }

@@ -134,7 +134,14 @@ pub(crate) fn pair(records: &mut [Record], obs: &str, file: &Path, c: &mut Colle
             },
             Mark::Start => {
                 if let Some(prev) = open.insert(key, r.clone()) {
-                    unpaired(&prev, "START has no STOP before the next START", obs, file, c, &mut bouts);
+                    unpaired(
+                        &prev,
+                        "START has no STOP before the next START",
+                        obs,
+                        file,
+                        c,
+                        &mut bouts,
+                    );
                 }
             }
             Mark::Stop => match open.remove(&key) {
@@ -177,7 +184,14 @@ fn describe(r: &Record) -> String {
     s
 }
 
-fn unpaired(start: &Record, what: &str, obs: &str, file: &Path, c: &mut Collector, bouts: &mut Vec<Bout>) {
+fn unpaired(
+    start: &Record,
+    what: &str,
+    obs: &str,
+    file: &Path,
+    c: &mut Collector,
+    bouts: &mut Vec<Bout>,
+) {
     let p = Problem::new(
         ProblemKind::Unpaired,
         file,
@@ -274,7 +288,10 @@ pub(crate) fn place(
                         oplace.clone(),
                         format!(
                             "no file under {} matches this media path",
-                            media.root().map(|r| r.display().to_string()).unwrap_or_default()
+                            media
+                                .root()
+                                .map(|r| r.display().to_string())
+                                .unwrap_or_default()
                         ),
                     )
                     .at(span.clone())
@@ -379,7 +396,10 @@ pub(crate) fn place(
                     ProblemKind::Invalid,
                     file,
                     where_,
-                    format!("{} has zero length (START and STOP at the same time)", b.behavior),
+                    format!(
+                        "{} has zero length (START and STOP at the same time)",
+                        b.behavior
+                    ),
                 )
                 .at_s(b.start)
                 .value(b.behavior.clone()),
@@ -474,7 +494,12 @@ pub(crate) fn subject_of(s: &str) -> Option<String> {
 
 /// Parses a BORIS file of any kind: a project (JSON, gzipped JSON) or a tabular / aggregated
 /// export (TSV / CSV), told apart by content.
-pub fn parse_any(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collector) -> Vec<AnnotEvent> {
+pub fn parse_any(
+    bytes: &[u8],
+    file: &Path,
+    media: &mut Media,
+    c: &mut Collector,
+) -> Vec<AnnotEvent> {
     let head = bytes
         .iter()
         .copied()

@@ -55,7 +55,12 @@ pub fn format_version(project: &Value) -> Option<String> {
 }
 
 /// Parses a project's bytes (JSON or gzipped JSON) into events; problems go to `c`.
-pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collector) -> Vec<AnnotEvent> {
+pub fn parse_project(
+    bytes: &[u8],
+    file: &Path,
+    media: &mut Media,
+    c: &mut Collector,
+) -> Vec<AnnotEvent> {
     let inflated;
     let json: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -143,7 +148,12 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
             "MEDIA" | "VIDEO" | "AUDIO" => {}
             "LIVE" => {
                 c.handled(
-                    Problem::new(ProblemKind::Unsupported, file, oplace, "LIVE observation: no video"),
+                    Problem::new(
+                        ProblemKind::Unsupported,
+                        file,
+                        oplace,
+                        "LIVE observation: no video",
+                    ),
                     "skipped",
                 );
                 c.skip("LIVE observations (no video)", 1);
@@ -164,13 +174,21 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
             }
             other => {
                 c.error(
-                    Problem::new(ProblemKind::Invalid, file, oplace, "unknown observation type")
-                        .value(other),
+                    Problem::new(
+                        ProblemKind::Invalid,
+                        file,
+                        oplace,
+                        "unknown observation type",
+                    )
+                    .value(other),
                 );
                 continue;
             }
         }
-        if o.get("media_creation_date_as_offset").and_then(Value::as_bool) == Some(true) {
+        if o.get("media_creation_date_as_offset")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
             c.error(Problem::new(
                 ProblemKind::Unsupported,
                 file,
@@ -183,10 +201,19 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
             Some(Value::Object(players)) => players
                 .get("1")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
             // Oldest format: [player1, player2].
-            Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_string).into_iter().collect(),
+            Some(Value::Array(a)) => a
+                .first()
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
         let lengths = o.get("media_info").and_then(|m| m.get("length"));
@@ -200,8 +227,13 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
                 Some(x) => ms(x),
                 None => {
                     c.error(
-                        Problem::new(ProblemKind::Invalid, file, oplace, "time offset is not a number")
-                            .value(shown(v)),
+                        Problem::new(
+                            ProblemKind::Invalid,
+                            file,
+                            oplace,
+                            "time offset is not a number",
+                        )
+                        .value(shown(v)),
                     );
                     continue;
                 }
@@ -224,7 +256,12 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
         };
 
         let Some(events) = o.get("events").and_then(Value::as_array) else {
-            c.error(Problem::new(ProblemKind::Invalid, file, oplace, "no \"events\" list"));
+            c.error(Problem::new(
+                ProblemKind::Invalid,
+                file,
+                oplace,
+                "no \"events\" list",
+            ));
             continue;
         };
         let mut records = Vec::with_capacity(events.len());
@@ -244,8 +281,13 @@ pub fn parse_project(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Colle
             };
             let Some(t) = number(&fields[0]) else {
                 c.invalid(
-                    Problem::new(ProblemKind::Invalid, file, eplace, "event time is not a number")
-                        .value(shown(&fields[0])),
+                    Problem::new(
+                        ProblemKind::Invalid,
+                        file,
+                        eplace,
+                        "event time is not a number",
+                    )
+                    .value(shown(&fields[0])),
                 );
                 continue;
             };

@@ -13,13 +13,17 @@
 
 use std::path::Path;
 
-use super::{Bout, Mark, Observation, Record, Timeline, ms, obs_place, pair, place, NO_FOCAL_SUBJECT};
+use super::{
+    Bout, Mark, NO_FOCAL_SUBJECT, Observation, Record, Timeline, ms, obs_place, pair, place,
+};
 use crate::events::AnnotEvent;
 use crate::media::Media;
 use crate::problems::{Collector, Problem, ProblemKind};
 
 fn col(header: &[String], names: &[&str]) -> Option<usize> {
-    names.iter().find_map(|n| header.iter().position(|h| h.eq_ignore_ascii_case(n)))
+    names
+        .iter()
+        .find_map(|n| header.iter().position(|h| h.eq_ignore_ascii_case(n)))
 }
 
 /// Player 1's entries of a `Source` or `Media duration (s)` cell.
@@ -50,9 +54,18 @@ struct ObsRows {
 }
 
 /// Parses a tabular or aggregated BORIS export into events; problems go to `c`.
-pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collector) -> Vec<AnnotEvent> {
+pub fn parse_table(
+    bytes: &[u8],
+    file: &Path,
+    media: &mut Media,
+    c: &mut Collector,
+) -> Vec<AnnotEvent> {
     let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let delim = if first_line.contains(&b'\t') { b'\t' } else { b',' };
+    let delim = if first_line.contains(&b'\t') {
+        b'\t'
+    } else {
+        b','
+    };
     let mut r = csv::ReaderBuilder::new()
         .delimiter(delim)
         .flexible(true)
@@ -144,7 +157,8 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
                     || otype.to_lowercase().contains("picture")
                     || otype.to_lowercase().contains("images");
                 let files = player1(&get(c_source));
-                let durations: Vec<Option<f64>> = player1(&get(c_durations)).iter().map(|d| num(d)).collect();
+                let durations: Vec<Option<f64>> =
+                    player1(&get(c_durations)).iter().map(|d| num(d)).collect();
                 let files: Vec<(String, Option<f64>)> = files
                     .into_iter()
                     .enumerate()
@@ -191,7 +205,11 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
         let behavior = get(Some(c_behavior));
         let subject = {
             let s = get(c_subject);
-            if s == NO_FOCAL_SUBJECT { String::new() } else { s }
+            if s == NO_FOCAL_SUBJECT {
+                String::new()
+            } else {
+                s
+            }
         };
         let modifiers = {
             let parts: Vec<String> = c_mods
@@ -199,13 +217,21 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
                 .map(|&i| rec.get(i).unwrap_or("").trim().to_string())
                 .collect();
             // BORIS joins an event's modifiers with `|` and pads the columns with empty cells.
-            let n = parts.iter().rposition(|p| !p.is_empty()).map_or(0, |k| k + 1);
+            let n = parts
+                .iter()
+                .rposition(|p| !p.is_empty())
+                .map_or(0, |k| k + 1);
             parts[..n].join("|")
         };
         let kind = get(c_kind).to_uppercase();
         let where_ = format!("{}, {place_}", obs_place(&id));
         if behavior.is_empty() {
-            c.invalid(Problem::new(ProblemKind::Invalid, file, where_, "empty Behavior"));
+            c.invalid(Problem::new(
+                ProblemKind::Invalid,
+                file,
+                where_,
+                "empty Behavior",
+            ));
             continue;
         }
         if aggregated {
@@ -213,8 +239,13 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
             let stop_cell = get(c_stop);
             let Some(start) = num(&start_cell) else {
                 c.invalid(
-                    Problem::new(ProblemKind::Invalid, file, where_, "Start (s) is not a number")
-                        .value(start_cell),
+                    Problem::new(
+                        ProblemKind::Invalid,
+                        file,
+                        where_,
+                        "Start (s) is not a number",
+                    )
+                    .value(start_cell),
                 );
                 continue;
             };
@@ -226,9 +257,14 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
                     Some(s) => s,
                     None => {
                         c.invalid(
-                            Problem::new(ProblemKind::Invalid, file, where_, "Stop (s) is not a number")
-                                .at_s(start)
-                                .value(stop_cell),
+                            Problem::new(
+                                ProblemKind::Invalid,
+                                file,
+                                where_,
+                                "Stop (s) is not a number",
+                            )
+                            .at_s(start)
+                            .value(stop_cell),
                         );
                         continue;
                     }
@@ -247,7 +283,8 @@ pub fn parse_table(bytes: &[u8], file: &Path, media: &mut Media, c: &mut Collect
             let time_cell = get(c_time);
             let Some(t) = num(&time_cell) else {
                 c.invalid(
-                    Problem::new(ProblemKind::Invalid, file, where_, "Time is not a number").value(time_cell),
+                    Problem::new(ProblemKind::Invalid, file, where_, "Time is not a number")
+                        .value(time_cell),
                 );
                 continue;
             };
