@@ -206,6 +206,7 @@ pub fn import(req: &ImportRequest) -> Result<(Vec<AnnotEvent>, ImportSummary), A
             .then(a.behavior.cmp(&b.behavior))
             .then(a.subject.cmp(&b.subject))
             .then(a.duration_s.total_cmp(&b.duration_s))
+            .then(a.modifiers.cmp(&b.modifiers))
     });
     let before = events.len();
     events.dedup_by(|b, a| {
