@@ -484,8 +484,11 @@ def check_project(project, events_csv=None):
 
 
 def main():
-    if len(sys.argv) >= 3 and sys.argv[1] == "--check":
-        check_project(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    args = sys.argv[1:]
+    # BORIS parses the process's arguments when it is imported.
+    del sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--check":
+        check_project(args[1], args[2] if len(args) > 2 else None)
         return
     OUT.mkdir(parents=True, exist_ok=True)
     from boris import config as cfg

@@ -208,6 +208,9 @@ pub fn export_boris(req: &ExportRequest) -> Result<ExportSummary, AnnotError> {
     })
 }
 
+/// What BORIS pairs START/STOP by: (subject, behaviour, modifiers).
+type PairKey<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
+
 /// Keyboard keys BORIS binds to behaviours (one character each, unique).
 const KEYS: &str = "123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -281,7 +284,7 @@ pub fn boris_project(
         };
 
         // Overlaps of one key cannot be paired by BORIS.
-        let mut by_key: BTreeMap<(Option<&str>, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
+        let mut by_key: BTreeMap<PairKey, Vec<usize>> = BTreeMap::new();
         for &i in &idx {
             let e = &events[i];
             by_key

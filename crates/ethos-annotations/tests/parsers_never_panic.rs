@@ -25,9 +25,9 @@ fn policies(k: u8) -> Policies {
     Policies {
         on_unpaired: [OnUnpaired::Error, OnUnpaired::Drop, OnUnpaired::CloseAtEnd][k as usize % 3],
         on_boundary: [OnBoundary::Error, OnBoundary::Split, OnBoundary::Drop][(k / 3) as usize % 3],
-        point_seconds: (k % 2 == 0).then_some(1.5),
-        skip_missing_video: k % 5 == 0,
-        skip_invalid: k % 7 == 0,
+        point_seconds: k.is_multiple_of(2).then_some(1.5),
+        skip_missing_video: k.is_multiple_of(5),
+        skip_invalid: k.is_multiple_of(7),
     }
 }
 
@@ -41,7 +41,7 @@ fn all_parsers(bytes: &[u8], k: u8) {
         video: Some("v.mp4".into()),
     };
     let opts_l = LabelStudioOptions {
-        fps: (k % 2 == 0).then_some(25.0),
+        fps: k.is_multiple_of(2).then_some(25.0),
         label_config: Some(
             r#"<View><Video name="v" value="$video" frameRate="15"/></View>"#.into(),
         ),

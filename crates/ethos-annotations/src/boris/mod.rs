@@ -503,8 +503,7 @@ pub fn parse_any(
     let head = bytes
         .iter()
         .copied()
-        .skip_while(|b| b.is_ascii_whitespace() || *b == 0xef || *b == 0xbb || *b == 0xbf)
-        .next();
+        .find(|b| !(b.is_ascii_whitespace() || *b == 0xef || *b == 0xbb || *b == 0xbf));
     let is_gzip = bytes.starts_with(&[0x1f, 0x8b]);
     if is_gzip || head == Some(b'{') {
         project::parse_project(bytes, file, media, c)
