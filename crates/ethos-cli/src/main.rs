@@ -75,6 +75,12 @@ enum Command {
     Model(cmd::model::Args),
     /// Trains a model from a config into a run directory (resumable; `--set key=value` overrides).
     Train(cmd::train::Args),
+    /// Annotation-tool files (BORIS, CVAT, Label Studio) → the events CSV; every problem listed.
+    Import(cmd::import::Args),
+    /// Events → an annotation tool's format (`export boris`: a BORIS project to review in).
+    Export(cmd::export::Args),
+    /// Applies a corrections CSV (`event_idx,action,note`) to an events CSV, recording what changed.
+    Relabel(cmd::relabel::Args),
 }
 
 fn main() {
@@ -98,6 +104,9 @@ fn main() {
         Command::Weights(args) => cmd::weights::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Model(args) => cmd::model::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Relabel(args) => cmd::relabel::run(args),
     };
     if let Err(err) = result {
         std::process::exit(exit::report(&err));
