@@ -151,15 +151,21 @@ pub fn export_feral(
                     } else {
                         None
                     };
-                    let res = match existing {
-                        Some(n) => Ok(n),
-                        None => export_clip(ev, &data.videos_root, &path, size)
-                            .and_then(|_| count_frames(&path))
-                            .map_err(|e| crate::extract::chain(&e)),
+                    let (res, note) = match existing {
+                        Some(n) => (Ok(n), format!("{name}: skipped, valid ({n} frames)")),
+                        None => {
+                            let res = export_clip(ev, &data.videos_root, &path, size)
+                                .and_then(|_| count_frames(&path))
+                                .map_err(|e| crate::extract::chain(&e));
+                            let note = match &res {
+                                Ok(n) => format!("{name}: {n} frames"),
+                                Err(e) => format!("{name}: FAILED {e}"),
+                            };
+                            (res, note)
+                        }
                     };
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    let note = res.as_ref().err().map(|e| format!("{name}: FAILED {e}"));
-                    progress.step(n, total, note.as_deref());
+                    progress.step(n, total, Some(&note));
                     results
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

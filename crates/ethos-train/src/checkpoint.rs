@@ -479,11 +479,22 @@ mod tests {
         let p = dir.path().join("last.ckpt");
         let cfg = serde_json::json!({});
         save(&p, &tensors(1.0), &[], &state(1), &cfg).unwrap();
-        // A writer killed after writing its temporary file: the rename never happens.
-        let tmp = write_temp(&p, &tensors(9.0), &[], &state(2), &cfg).unwrap();
-        // ...and one killed half-way through writing: a truncated temporary file.
-        let bytes = std::fs::read(&tmp).unwrap();
+        // A writer killed after writing its temporary file: the rename never happens. The file is
+        // given the name a process that has exited would have left.
+        let mine = write_temp(&p, &tensors(9.0), &[], &state(2), &cfg).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let name = mine
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(&format!(".{}.", std::process::id()), &format!(".{dead}."));
+        let tmp = mine.with_file_name(name);
+        // ...killed half-way through writing: a truncated temporary file.
+        let bytes = std::fs::read(&mine).unwrap();
         std::fs::write(&tmp, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::remove_file(&mine).unwrap();
         let ck = load(&p).unwrap();
         assert_eq!(ck.state.epochs_done, 1);
         // The next save cleans the stale temporary file up.

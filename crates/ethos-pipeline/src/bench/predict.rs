@@ -129,20 +129,27 @@ pub fn parse_resolution(s: &str) -> std::result::Result<(u32, u32), String> {
 }
 
 /// The cached source for one resolution, generated when missing or of the wrong shape.
-fn source(dir: &Path, w: u32, h: u32, fps: u32, seconds: f64) -> Result<PathBuf> {
+fn source(
+    dir: &Path,
+    w: u32,
+    h: u32,
+    fps: u32,
+    seconds: f64,
+    table: &mut Vec<String>,
+) -> Result<PathBuf> {
     let frames = (seconds * fps as f64).round().max(1.0) as u64;
     let path = dir.join(format!("src-{w}x{h}-{fps}fps-{frames}f-h264.mp4"));
     let reusable = ethos_video::probe(&path)
         .is_ok_and(|i| i.width == w && i.height == h && i.frame_count == frames);
     if !reusable {
-        tracing::info!(
-            "bench predict: writing {} ({seconds} s, {w}x{h}, {fps} fps, H.264)...",
-            path.display()
-        );
         let t = Instant::now();
         super::make_source(&path, w, h, fps, seconds)
             .context(format!("writing the benchmark source {}", path.display()))?;
-        tracing::info!("  written in {:.1} s", t.elapsed().as_secs_f64());
+        table.push(format!(
+            "bench predict: writing the source {} ({seconds} s, {w}x{h}, {fps} fps, H.264): {:.1} s",
+            path.display(),
+            t.elapsed().as_secs_f64()
+        ));
     }
     Ok(path)
 }
@@ -239,7 +246,7 @@ pub fn run(args: &PredictBenchOptions) -> Result<BenchOutput> {
         .map(|&(w, h)| {
             Ok((
                 format!("{w}x{h}"),
-                source(&dir, w, h, args.source_fps, args.seconds)?,
+                source(&dir, w, h, args.source_fps, args.seconds, &mut table)?,
             ))
         })
         .collect::<Result<_>>()?;
