@@ -289,11 +289,12 @@ def write_boris(util, pf, eo, cfg):
             "Comment start", "Comment stop",
         ]
         grouped = tablib.Dataset(headers=header)
+        grouped.title = "Aggregated events"
         for obs_id in media_obs_ids:
             data, _ = eo.export_aggregated_events(loaded, params, obs_id, force_number_modifiers=max_mod)
             for row in sorted(list(data), key=lambda r: float(r[header.index("Start (s)")])):
                 grouped.append(row)
-        for fmt in ("tsv", "csv"):
+        for fmt in ("tsv", "csv", "xlsx") if stem == "boris_v7" else ("tsv", "csv"):
             ok, msg = eo.dataset_write(grouped, str(OUT / f"{stem}.aggregated.{fmt}"), fmt)
             if not ok:
                 sys.exit(f"aggregated export failed: {msg}")

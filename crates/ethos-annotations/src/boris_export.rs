@@ -419,3 +419,73 @@ pub fn boris_project(
         "converters": {},
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(idx: u32, start: f64, dur: f64, behavior: &str, subject: Option<&str>) -> AnnotEvent {
+        AnnotEvent {
+            event_idx: Some(idx),
+            video: "a.mp4".into(),
+            start_s: start,
+            duration_s: dur,
+            behavior: behavior.into(),
+            subject: subject.map(str::to_string),
+            score: Some(0.5),
+            ..AnnotEvent::default()
+        }
+    }
+
+    fn videos() -> BTreeMap<String, ExportVideo> {
+        let facts = VideoFacts {
+            fps: 10.0,
+            duration_s: 30.0,
+            frames: 300,
+        };
+        [(
+            "a.mp4".to_string(),
+            ExportVideo {
+                media_path: "/v/a.mp4".into(),
+                facts,
+            },
+        )]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn back_to_back_bouts_write_stop_before_start_and_overlaps_are_problems() {
+        let classes = vec!["ear".to_string(), "tail".to_string()];
+        let events = vec![
+            ev(1, 1.0, 2.0, "ear", None),
+            ev(2, 3.0, 1.0, "ear", None),
+            ev(3, 2.0, 5.0, "tail", None),
+        ];
+        let src = vec![PathBuf::from("p.csv"); 3];
+        let pj = boris_project("x", &events, &src, &videos(), &classes).unwrap();
+        let rows = pj["observations"]["a"]["events"].as_array().unwrap();
+        let at3: Vec<(&str, &str)> = rows
+            .iter()
+            .filter(|r| r[0].as_f64() == Some(3.0))
+            .map(|r| (r[2].as_str().unwrap(), r[4].as_str().unwrap()))
+            .collect();
+        // ear's STOP (no comment) before ear's START (score comment) at 3.0 s.
+        assert_eq!(at3, [("ear", ""), ("ear", "score 0.5000")]);
+        assert_eq!(rows[0][5], 10, "frame index at 10 fps");
+        assert_eq!(pj["behaviors_conf"]["1"]["code"], "tail");
+
+        let overlapping = vec![
+            ev(1, 1.0, 2.0, "ear", None),
+            ev(7, 2.5, 1.0, "ear", None),
+            ev(8, 2.5, 1.0, "ear", Some("calf2")),
+        ];
+        let err = boris_project("x", &overlapping, &src, &videos(), &classes).unwrap_err();
+        assert_eq!(err.len(), 1, "a different subject does not overlap");
+        let msg = err[0].to_string();
+        assert!(
+            msg.contains("events 1 and 7 of video a.mp4, at 2.500 s"),
+            "{msg}"
+        );
+    }
+}

@@ -157,6 +157,7 @@ fn gzipped_project_and_exports_give_the_same_events() {
     assert_eq!(keys(&events_of(&["boris_v7.boris.gz"])), project);
     assert_eq!(keys(&events_of(&["boris_v7.aggregated.tsv"])), project);
     assert_eq!(keys(&events_of(&["boris_v7.aggregated.csv"])), project);
+    assert_eq!(keys(&events_of(&["boris_v7.aggregated.xlsx"])), project);
     assert_eq!(
         keys(&events_of(&[
             "boris_v7.obs1.tabular.tsv",
@@ -254,4 +255,28 @@ fn imported_events_load_in_the_ethos_manifest() {
         assert_eq!(s.len(), summary.splits[name], "{name}");
         assert!(s.iter().all(|e| e.split.as_deref() == Some(name)));
     }
+}
+
+#[test]
+fn a_tabular_stop_without_start_names_line_observation_and_time() {
+    let text = std::fs::read_to_string(fixture("boris_v7.obs1.tabular.tsv")).unwrap();
+    // Remove calf2's START of ear at 3.5 s: its STOP at 6.0 s is left alone.
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !(l.contains("\tcalf2\tear\t") && l.contains("\tSTART\t3.500\t")))
+        .collect();
+    assert_eq!(kept.len() + 1, text.lines().count());
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tab.tsv");
+    std::fs::write(&f, kept.join("\n")).unwrap();
+    let mut req = request(&[]);
+    req.files = vec![f];
+    let err = import(&req).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.problems().len(), 1, "{msg}");
+    assert!(msg.contains("tab.tsv: observation \"obs1\", line 4, at 6.000 s, value \"ear\": STOP of ear of subject \"calf2\" with modifiers \"right\" has no START"), "{msg}");
+    req.policies.on_unpaired = ethos_annotations::OnUnpaired::Drop;
+    let (events, summary) = import(&req).unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(summary.handled.len(), 1);
 }

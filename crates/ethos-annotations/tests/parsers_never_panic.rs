@@ -81,12 +81,13 @@ fn splice(base: &[u8], at: usize, cut: usize, insert: &[u8]) -> Vec<u8> {
     v
 }
 
-const FIXTURES: [&str; 9] = [
+const FIXTURES: [&str; 10] = [
     "boris_v7.boris",
     "boris_v4.boris",
     "boris_v3.boris",
     "boris_v7.boris.gz",
     "boris_v7.aggregated.tsv",
+    "boris_v7.aggregated.xlsx",
     "boris_v7.obs2.tabular.csv",
     "cvat_video_tracks.xml",
     "cvat_images_tags.xml",

@@ -16,6 +16,7 @@
 
 pub mod project;
 pub mod tables;
+pub mod workbook;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -493,7 +494,7 @@ pub(crate) fn subject_of(s: &str) -> Option<String> {
 }
 
 /// Parses a BORIS file of any kind: a project (JSON, gzipped JSON) or a tabular / aggregated
-/// export (TSV / CSV), told apart by content.
+/// export (TSV / CSV, or an XLSX / XLS / ODS workbook), told apart by content.
 pub fn parse_any(
     bytes: &[u8],
     file: &Path,
@@ -507,14 +508,24 @@ pub fn parse_any(
     let is_gzip = bytes.starts_with(&[0x1f, 0x8b]);
     if is_gzip || head == Some(b'{') {
         project::parse_project(bytes, file, media, c)
-    } else if bytes.starts_with(b"PK\x03\x04") {
-        c.error(Problem::new(
-            ProblemKind::Unsupported,
-            file,
-            "",
-            "this looks like an XLSX/ODS workbook: export the events from BORIS as TSV or CSV",
-        ));
-        Vec::new()
+    } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0xd0, 0xcf, 0x11, 0xe0]) {
+        // XLSX / ODS (zip) or XLS (OLE2) workbooks: every worksheet is a table.
+        match workbook::sheets_as_tsv(bytes) {
+            Ok(sheets) => sheets
+                .iter()
+                .filter(|(_, tsv)| tsv.iter().any(|b| !b.is_ascii_whitespace()))
+                .flat_map(|(_, tsv)| tables::parse_table(tsv, file, media, c))
+                .collect(),
+            Err(e) => {
+                c.error(Problem::new(
+                    ProblemKind::Unreadable,
+                    file,
+                    "",
+                    format!("not a readable workbook: {e}"),
+                ));
+                Vec::new()
+            }
+        }
     } else {
         tables::parse_table(bytes, file, media, c)
     }

@@ -10,7 +10,7 @@ use ethos_annotations::{OnBoundary, OnUnpaired, Policies};
 /// The tool the files come from.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ToolArg {
-    /// BORIS projects (.boris, .boris.gz) and tabular / aggregated event exports (TSV, CSV).
+    /// BORIS projects (.boris, .boris.gz) and tabular / aggregated event exports (TSV, CSV, XLSX).
     Boris,
     /// CVAT XML ("CVAT for video 1.1" tracks, "CVAT for images 1.1" tags).
     Cvat,
