@@ -70,5 +70,8 @@ fn bench_predict_runs_end_to_end_and_reuses_its_source() {
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{err}");
-    assert!(err.contains("--resolution 320by180"), "{err}");
+    assert!(
+        err.contains("--resolution") && err.contains("320by180"),
+        "{err}"
+    );
 }

@@ -327,3 +327,42 @@ fn camera_rois_from_the_config_crop_each_camera_and_roi_overrides_them() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("predict.camera_rois.cam0"), "{err}");
 }
+
+#[test]
+fn a_video_path_with_commas_quotes_and_spaces_round_trips_through_the_csvs() {
+    let (data, _) = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("my videos");
+    std::fs::create_dir_all(&folder).unwrap();
+    let video = folder.join("pen, \"A\".mp4");
+    std::fs::copy(&videos(data)[0], &video).unwrap();
+    let out = dir.path().join("out");
+    // Every window counts, so the events CSV has rows that name the video.
+    ok(
+        &predict(&out, &["--threshold", "0"], std::slice::from_ref(&video))
+            .output()
+            .unwrap(),
+    );
+    let events = out.join("pen, \"A\".mp4.events.csv");
+    let mut r = csv::Reader::from_path(&events).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "video").unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert!(!rows.is_empty(), "no events in {}", events.display());
+    for row in &rows {
+        assert_eq!(row.len(), headers.len());
+        assert_eq!(&row[col], video.to_str().unwrap());
+    }
+    // ethos's own events reader (eval-events) reads it back: scored against itself, every bout
+    // matches.
+    let scored = ethos()
+        .args(["eval-events", "--pred"])
+        .arg(&events)
+        .arg("--truth")
+        .arg(&events)
+        .output()
+        .unwrap();
+    ok(&scored);
+    let json: serde_json::Value = serde_json::from_slice(&scored.stdout).unwrap();
+    assert_eq!(json["macro_bout_f1"], 1.0, "{json}");
+}
