@@ -25,7 +25,7 @@ pub enum What {
     Summary(SummaryArgs),
     /// One V-JEPA 2 self-supervised step (no optimiser update) on a tensor file: context, predictions,
     /// targets, loss and gradients by Hugging Face name.
-    SslStep(super::model_ssl::SslStepArgs),
+    SslStep(super::model_ssl::Args),
 }
 
 /// Which model to build: architecture plus preset or config file.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Arguments of `ethos model ssl-step`.
 #[derive(clap::Args)]
-pub struct SslStepArgs {
+pub struct Args {
     /// Hugging Face V-JEPA 2 config.json (or its folder); `model_type` must be "vjepa2".
     #[arg(long)]
     pub config: PathBuf,
@@ -25,7 +25,7 @@ pub struct SslStepArgs {
 }
 
 /// Runs the step; prints a JSON summary (loss, per-group losses and sizes) on stdout.
-pub fn run(args: SslStepArgs) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     let summary = ethos_models::vjepa2_ssl_step::run_ssl_step_file(
         &args.config,
         &args.weights,
