@@ -75,6 +75,10 @@ enum Command {
     Model(cmd::model::Args),
     /// Trains a model from a config into a run directory (resumable; `--set key=value` overrides).
     Train(cmd::train::Args),
+    /// The unlabelled-footage clip index of `ethos pretrain` (clips decoded once into the cache).
+    PretrainIndex(cmd::pretrain_index::Args),
+    /// Self-supervised V-JEPA 2 adaptation on unlabelled footage; RUN/encoder/ = Hugging Face folder.
+    Pretrain(cmd::pretrain::Args),
     /// Annotation-tool files (BORIS, CVAT, Label Studio) → the events CSV; every problem listed.
     Import(cmd::import::Args),
     /// Events → an annotation tool's format (`export boris`: a BORIS project to review in).
@@ -103,6 +107,8 @@ fn main() {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Weights(args) => cmd::weights::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::PretrainIndex(args) => cmd::pretrain_index::run(args),
+        Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Model(args) => cmd::model::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Export(args) => cmd::export::run(args),

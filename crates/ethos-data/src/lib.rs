@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod chunks;
 pub mod config;
+pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod loader;

@@ -627,6 +627,18 @@ pub fn build_from_config(
     Ok(model)
 }
 
+/// Name prefixes of the head that [`build_from_config`] puts on the backbone (what two-stage
+/// fine-tuning trains alone first): `head.` (MViT), `fc.` (R3D), `feral_head.` (V-JEPA 2 + FERAL),
+/// `pooler.` and `classifier.` (V-JEPA 2 with the Hugging Face attentive pooler).
+pub fn head_prefixes(cfg: &ModelConfig) -> Vec<&'static str> {
+    match (cfg.arch, cfg.head) {
+        (Arch::Mvit, _) => vec!["head."],
+        (Arch::R3d18, _) => vec!["fc."],
+        (Arch::Vjepa2, HeadKind::Feral) => vec!["feral_head."],
+        (Arch::Vjepa2, HeadKind::Linear) => vec!["pooler.", "classifier."],
+    }
+}
+
 /// V-JEPA 2 with the configured head (`model.head`: the HF attentive pooler + linear classifier,
 /// or the FERAL head with `model.num_queries` queries), its patch embedding and first
 /// `model.freeze_encoder_layers` blocks frozen (out of the optimiser, run without a graph).

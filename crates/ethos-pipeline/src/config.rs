@@ -24,7 +24,7 @@ use ethos_core::Error;
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// The top-level sections of a run configuration.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "data",
     "augmentation",
     "model",
@@ -33,6 +33,7 @@ pub const SECTIONS: [&str; 8] = [
     "sched",
     "train",
     "predict",
+    "pretrain",
 ];
 
 /// A fully composed run configuration: every section typed, paths absolute.
@@ -56,6 +57,9 @@ pub struct RunConfig {
     pub train: ethos_train::config::TrainConfig,
     /// `predict:` (ethos-infer): per-camera ROIs for `ethos predict`.
     pub predict: ethos_infer::predict::PredictConfig,
+    /// `pretrain:` (ethos-train): the unlabelled-footage index and the self-supervised run of
+    /// `ethos pretrain`.
+    pub pretrain: ethos_train::pretrain::PretrainConfig,
 }
 
 impl RunConfig {
@@ -211,6 +215,9 @@ impl RunConfig {
         check_train_model(&train, &model, &data).map_err(|e| bad(path, e))?;
         let predict: ethos_infer::predict::PredictConfig = section(path, &tree, "predict")?;
         predict.validate().map_err(|e| bad(path, e))?;
+        let mut pretrain: ethos_train::pretrain::PretrainConfig = section(path, &tree, "pretrain")?;
+        pretrain.resolve_paths(&base);
+        pretrain.validate().map_err(|e| bad(path, e))?;
         Ok(RunConfig {
             path: path.to_path_buf(),
             data,
@@ -221,6 +228,7 @@ impl RunConfig {
             sched,
             train,
             predict,
+            pretrain,
         })
     }
 
@@ -238,16 +246,21 @@ impl RunConfig {
         m.insert("sched".into(), v(&self.sched));
         m.insert("train".into(), v(&self.train));
         m.insert("predict".into(), v(&self.predict));
+        m.insert("pretrain".into(), v(&self.pretrain));
         Value::Object(m)
     }
 
     /// Hex sha256 of the canonical (sorted-key, compact) JSON of the resolved configuration,
     /// without the keys that cannot change results (`train.resume`, `train.run_dir`,
-    /// `train.log_every_steps`, the inference-only `predict` section).
+    /// `train.log_every_steps`, the inference-only `predict` section, a `pretrain` section left
+    /// at its defaults, so configs without one keep their hash).
     pub fn hash(&self) -> String {
         let mut r = self.resolved();
         if let Some(m) = r.as_object_mut() {
             m.remove("predict");
+            if self.pretrain == ethos_train::pretrain::PretrainConfig::default() {
+                m.remove("pretrain");
+            }
         }
         if let Some(t) = r.get_mut("train").and_then(Value::as_object_mut) {
             for k in ["resume", "run_dir", "log_every_steps"] {

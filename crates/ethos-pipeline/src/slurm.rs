@@ -1,4 +1,4 @@
-//! SLURM job scripts (`ethos slurm train|predict`): sbatch scripts that checkpoint before the time limit and resume.
+//! SLURM job scripts (`ethos slurm train|pretrain|predict`): sbatch scripts that checkpoint before the time limit and resume.
 //!
 //! How a job survives its time limit: `#SBATCH --signal=B:USR1@S` makes SLURM signal the batch shell
 //! S seconds before the limit. The script forwards the signal to `ethos`, which finishes the current
@@ -22,6 +22,9 @@ use crate::Result;
 pub enum Job {
     /// A training job that checkpoints before its time limit and resumes when requeued.
     Train(TrainArgs),
+    /// A self-supervised pretraining job (`ethos pretrain`) that checkpoints before its time
+    /// limit and resumes when requeued (`train.resume=auto` picks `RUN/last.ckpt`).
+    Pretrain(TrainArgs),
     /// A job array of `ethos predict` shards (`--shard $SLURM_ARRAY_TASK_ID/N`).
     Predict(PredictArgs),
 }
@@ -153,6 +156,10 @@ pub struct Emitted {
 pub fn emit(job: &Job) -> Result<Emitted> {
     let (script, common) = match job {
         Job::Train(t) => (train_script(t)?, &t.common),
+        Job::Pretrain(t) => (
+            resumable_script(t, "pretrain", "ethos-pretrain")?,
+            &t.common,
+        ),
         Job::Predict(p) => (predict_script(p)?, &p.common),
     };
     match &common.out {
@@ -181,6 +188,11 @@ pub fn emit(job: &Job) -> Result<Emitted> {
 }
 
 fn train_script(t: &TrainArgs) -> Result<String> {
+    resumable_script(t, "train", "ethos-train")
+}
+
+/// A job running `ethos <command> --config F --set train.resume=auto ...` (train, pretrain).
+fn resumable_script(t: &TrainArgs, command: &str, default_name: &str) -> Result<String> {
     let config = absolute(&t.config)?;
     if !config.is_file() {
         return Err(Error::bad_input(format!(
@@ -189,7 +201,7 @@ fn train_script(t: &TrainArgs) -> Result<String> {
         )));
     }
     let mut cmd = vec![
-        "train".to_string(),
+        command.to_string(),
         "--config".into(),
         config.display().to_string(),
         "--set".into(),
@@ -210,7 +222,7 @@ fn train_script(t: &TrainArgs) -> Result<String> {
         .common
         .job_name
         .clone()
-        .unwrap_or_else(|| "ethos-train".into());
+        .unwrap_or_else(|| default_name.into());
     render(&t.common, &name, None, &cmd)
 }
 

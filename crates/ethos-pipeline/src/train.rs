@@ -151,8 +151,15 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             accumulation.steps_per_epoch(train_src.num_batches()),
         )
         .context(format!("config {}: sched", cfg.path.display()))?;
-    let optim = AdamW::from_var_store(&vs, &cfg.optim)
+    let mut optim = AdamW::from_var_store(&vs, &cfg.optim)
         .context(format!("config {}: optim", cfg.path.display()))?;
+    let stages = ethos_train::stages::configure(
+        &vs,
+        &mut optim,
+        &ethos_models::factory::head_prefixes(&cfg.model),
+        &cfg.optim,
+        cfg.train.freeze_backbone_epochs,
+    );
     log_model(cfg, &vs, device, &train_ds, &val_ds, &train_src, &val_src);
     let setup = TrainerSetup {
         classes: cfg.data.classes.clone(),
@@ -175,6 +182,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let stop = crate::signals::stop_flag()?;
     let mut tr = Trainer::new(setup, &vs, model.as_ref(), optim, resume_ck, stop)?;
+    if let Some(st) = stages {
+        tr.set_stages(st);
+    }
     let outcome = tr.fit(&train_src, &val_src)?;
     let best = match outcome {
         FitOutcome::Interrupted { .. } => {

@@ -151,6 +151,10 @@ pub struct TrainConfig {
     pub sampler: SamplerKind,
     /// Write `per_sample_loss.csv` (train and val, with the best checkpoint) after training.
     pub save_per_sample_loss: bool,
+    /// Two-stage fine-tuning: train only the head for the first N epochs, then the backbone too
+    /// (its part not frozen by `model.freeze_encoder_layers`), at `optim.backbone_lr` /
+    /// `optim.layer_decay` (see `crate::stages`); 0 = one stage.
+    pub freeze_backbone_epochs: usize,
 }
 
 impl Default for TrainConfig {
@@ -169,6 +173,7 @@ impl Default for TrainConfig {
             grad_checkpointing: false,
             sampler: SamplerKind::Shuffle,
             save_per_sample_loss: true,
+            freeze_backbone_epochs: 0,
         }
     }
 }
@@ -223,6 +228,16 @@ impl TrainConfig {
         }
         ethos_eval::metrics::MetricKey::parse(&self.metric_key, classes)
             .map_err(|e| err("train.metric_key", &self.metric_key, e.to_string()))?;
+        if self.freeze_backbone_epochs > 0 && self.freeze_backbone_epochs >= self.epochs {
+            return Err(err(
+                "train.freeze_backbone_epochs",
+                &self.freeze_backbone_epochs,
+                format!(
+                    "must be less than train.epochs ({}): the backbone would never train",
+                    self.epochs
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -6,5 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod loss;
 pub mod optim;
+pub mod pretrain;
 pub mod schedule;
+pub mod stages;
 pub mod trainer;

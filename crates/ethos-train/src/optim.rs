@@ -61,6 +61,12 @@ pub struct OptimConfig {
     pub no_decay_norm_bias: bool,
     /// Micro-batches whose gradients are summed before one optimiser step.
     pub accumulation_steps: usize,
+    /// Peak learning rate of the backbone in two-stage fine-tuning (`train.freeze_backbone_epochs`;
+    /// see `crate::stages`); `null`: `lr`. Scaled by the schedule like `lr`.
+    pub backbone_lr: Option<f64>,
+    /// Layer-wise learning-rate decay of the backbone (`crate::stages`): block `i` of `L` gets
+    /// `layer_decay^(L - i)` times the backbone rate; `null`: none.
+    pub layer_decay: Option<f64>,
 }
 
 impl Default for OptimConfig {
@@ -73,6 +79,8 @@ impl Default for OptimConfig {
             grad_clip: None,
             no_decay_norm_bias: true,
             accumulation_steps: 1,
+            backbone_lr: None,
+            layer_decay: None,
         }
     }
 }
@@ -110,6 +118,28 @@ impl OptimConfig {
         if self.accumulation_steps == 0 {
             return bad("accumulation_steps", "must be >= 1".into());
         }
+        if let Some(b) = self.backbone_lr {
+            if !(b.is_finite() && b >= 0.0) {
+                return bad(
+                    "backbone_lr",
+                    format!("must be a finite number >= 0 (got {b})"),
+                );
+            }
+            if self.lr <= 0.0 {
+                return bad(
+                    "backbone_lr",
+                    format!(
+                        "needs optim.lr > 0 (the backbone rate is a multiple of it; got lr {})",
+                        self.lr
+                    ),
+                );
+            }
+        }
+        if let Some(d) = self.layer_decay
+            && !(d.is_finite() && d > 0.0 && d <= 1.0)
+        {
+            return bad("layer_decay", format!("must be in (0, 1] (got {d})"));
+        }
         Ok(())
     }
 
@@ -135,6 +165,8 @@ struct ParamState {
     v: Tensor,
     step: u64,
     weight_decay: f64,
+    /// Multiplier of the optimiser's learning rate for this parameter (parameter groups).
+    lr_scale: f64,
 }
 
 /// AdamW over named parameters, with savable state (see the module doc for the arithmetic).
@@ -177,6 +209,7 @@ impl AdamW {
                     v,
                     step: 0,
                     weight_decay: wd,
+                    lr_scale: 1.0,
                 }
             })
             .collect();
@@ -196,6 +229,19 @@ impl AdamW {
     /// The current learning rate.
     pub fn lr(&self) -> f64 {
         self.lr
+    }
+
+    /// Sets each parameter's learning-rate multiplier (parameter groups: a step uses
+    /// `lr * scale` for it, weight decay included), `scale(name)`, in optimiser order.
+    pub fn set_lr_scales(&mut self, scale: &dyn Fn(&str) -> f64) {
+        for p in &mut self.params {
+            p.lr_scale = scale(&p.name);
+        }
+    }
+
+    /// The names of the parameters, in optimiser order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.params.iter().map(|p| p.name.clone()).collect()
     }
 
     /// `(name, weight decay)` of every parameter, in optimiser order.
@@ -221,13 +267,14 @@ impl AdamW {
     /// One AdamW step with the current gradients.
     pub fn step(&mut self) {
         let [b1, b2] = self.betas;
-        let (lr, eps) = (self.lr, self.eps);
+        let (base_lr, eps) = (self.lr, self.eps);
         tch::no_grad(|| {
             for s in &mut self.params {
                 let g = s.param.grad();
                 if !g.defined() {
                     continue;
                 }
+                let lr = base_lr * s.lr_scale;
                 s.step += 1;
                 let t = s.step as i32;
                 if s.weight_decay != 0.0 {

@@ -573,6 +573,7 @@ pub struct Trainer<'a> {
     state: TrainState,
     stop: Arc<AtomicBool>,
     progress: Progress,
+    stages: Option<crate::stages::TwoStage>,
 }
 
 fn mix_seed(seed: u64, epoch: u64, batch: u64, purpose: u64) -> u64 {
@@ -670,7 +671,14 @@ impl<'a> Trainer<'a> {
             state,
             stop,
             progress,
+            stages: None,
         })
+    }
+
+    /// Two-stage fine-tuning: the head alone for the first epochs, then the backbone too (see
+    /// [`crate::stages`]); the stage is set at the start of every epoch, resumes included.
+    pub fn set_stages(&mut self, stages: crate::stages::TwoStage) {
+        self.stages = Some(stages);
     }
 
     fn amp(&self) -> AmpMode {
@@ -729,6 +737,22 @@ impl<'a> Trainer<'a> {
                 break;
             }
             let epoch = self.state.epochs_done; // 0-based
+            if let Some(st) = &self.stages
+                && st.apply(epoch)
+            {
+                tracing::info!(
+                    "epoch {}: {}",
+                    epoch + 1,
+                    if st.head_only(epoch) {
+                        format!(
+                            "training the head only (first {} epochs)",
+                            st.freeze_epochs()
+                        )
+                    } else {
+                        "the backbone trains too from here".to_string()
+                    }
+                );
+            }
             let partial = self.state.partial_epoch.take().unwrap_or_default();
             let t0 = Instant::now();
             let pass = self.train_epoch(train, epoch, partial)?;

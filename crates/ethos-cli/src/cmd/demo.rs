@@ -39,10 +39,24 @@ pub struct Args {
     /// Override a config key (repeatable), e.g. `--set train.epochs=4`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Experiment E2 vs E3 instead: a tiny V-JEPA 2 + FERAL head fine-tuned from its initial
+    /// weights and after `ethos pretrain` on the unlabelled footage of every camera (same seeds);
+    /// `--set` then overrides the fine-tunes.
+    #[arg(long)]
+    pub ssl: bool,
+    /// With `--ssl`: run seeds `--seed`, `--seed + 1`, ... (one pretraining and two fine-tunes each).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// With `--ssl`: override a key of the pretraining config (repeatable).
+    #[arg(long = "pretrain-set", value_name = "KEY=VALUE")]
+    pub pretrain_set: Vec<String>,
 }
 
 /// Runs `ethos demo`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.ssl {
+        return super::demo_ssl::run(&args);
+    }
     let s = demo(&DemoOptions {
         out: args.out,
         events: args.events,

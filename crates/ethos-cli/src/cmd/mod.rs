@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cache;
 pub mod demo;
+pub mod demo_ssl;
 pub mod doctor;
 pub mod eval;
 pub mod eval_events;
@@ -15,6 +16,8 @@ pub mod metrics;
 pub mod model;
 pub mod model_ssl;
 pub mod predict;
+pub mod pretrain;
+pub mod pretrain_index;
 pub mod probe;
 pub mod relabel;
 pub mod sample;
