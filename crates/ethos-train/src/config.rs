@@ -151,6 +151,12 @@ pub struct TrainConfig {
     pub sampler: SamplerKind,
     /// Write `per_sample_loss.csv` (train and val, with the best checkpoint) after training.
     pub save_per_sample_loss: bool,
+    /// Write TensorBoard event files into `RUN/tensorboard/` (scalars per logging interval and
+    /// per epoch, the validation confusion matrix as an image per epoch).
+    pub tensorboard: bool,
+    /// Record every train and val sample's loss each epoch in `RUN/per_sample_epochs.csv`
+    /// (label-noise signals, `ethos review`).
+    pub per_sample_epochs: bool,
 }
 
 impl Default for TrainConfig {
@@ -169,6 +175,8 @@ impl Default for TrainConfig {
             grad_checkpointing: false,
             sampler: SamplerKind::Shuffle,
             save_per_sample_loss: true,
+            tensorboard: false,
+            per_sample_epochs: true,
         }
     }
 }
