@@ -175,6 +175,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let stop = crate::signals::stop_flag()?;
     let mut tr = Trainer::new(setup, &vs, model.as_ref(), optim, resume_ck, stop)?;
+    crate::run_logs::attach(&mut tr, cfg, &run_dir)?;
     let outcome = tr.fit(&train_src, &val_src)?;
     let best = match outcome {
         FitOutcome::Interrupted { .. } => {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod calibrate;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
@@ -17,6 +18,7 @@ pub mod model_ssl;
 pub mod predict;
 pub mod probe;
 pub mod relabel;
+pub mod review;
 pub mod sample;
 pub mod slurm;
 pub mod synth;
