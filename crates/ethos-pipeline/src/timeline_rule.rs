@@ -8,7 +8,8 @@ use ethos_core::{Error, ResultExt};
 use ethos_data::manifest::EventsManifest;
 use ethos_eval::calibration::{Calibration, TimelineRule};
 use ethos_eval::plots::write_ethogram_png;
-use ethos_eval::timeline::{Bout, BoutEvaluation, MergeRule, evaluate_bouts, merge_windows};
+pub use ethos_eval::timeline::MergeRule;
+use ethos_eval::timeline::{Bout, BoutEvaluation, evaluate_bouts, merge_windows};
 use serde::Serialize;
 
 use crate::Result;

@@ -7,11 +7,11 @@
 
 use std::path::PathBuf;
 
-use ethos_eval::timeline::MergeRule;
+
 use ethos_pipeline::calibrate::{CalibrateOptions, calibrate};
 use ethos_pipeline::predict::Thresholds;
 use ethos_pipeline::run_dir::run_checkpoint;
-use ethos_pipeline::timeline_rule::{TimelineCalibrateOptions, calibrate_timeline};
+use ethos_pipeline::timeline_rule::{MergeRule, TimelineCalibrateOptions, calibrate_timeline};
 
 /// Arguments of `ethos calibrate`.
 #[derive(clap::Args)]
