@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ethos needs to build and run on Debian/Ubuntu:
 #   - FFmpeg development libraries (ffmpeg-next links the system FFmpeg), the ffmpeg CLI (tests compare
-#     against it), clang (bindgen), fonts for report plots;
+#     against it), clang (bindgen), fonts for report plots, chromium + chromium-driver (the review
+#     pages' browser tests drive headless chromium);
 #   - libtorch 2.11.0 from the PyPI torch wheel into ./.libtorch (CPU use; ~1.2 GB), unless LIBTORCH
 #     already points at a libtorch (an existing PyTorch install or a libtorch download).
 # Idempotent: a second run only checks.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 APT_PACKAGES=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
   libavdevice-dev libswresample-dev pkg-config clang libclang-dev
-  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core python3-pip)
+  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core python3-pip chromium chromium-driver)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -65,6 +65,10 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Bout-level and frame-level agreement of predicted events with labelled events.
     EvalEvents(cmd::eval_events::Args),
+    /// Temperature + tuned decision rule from val (`calibration.json`); `--timeline`: the bout rule.
+    Calibrate(cmd::calibrate::Args),
+    /// HTML review pages: clips worth a look with corrections (`--run`), or timelines (`--predictions`).
+    Review(cmd::review::Args),
     /// Sliding-window inference over long videos: per-window probabilities and merged events.
     Predict(cmd::predict::Args),
     /// What libtorch and FFmpeg see here: versions, CUDA devices, encoders, threads (JSON to stdout).
@@ -103,6 +107,8 @@ fn main() {
         Command::Slurm(args) => cmd::slurm::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::EvalEvents(args) => cmd::eval_events::run(args),
+        Command::Calibrate(args) => cmd::calibrate::run(args),
+        Command::Review(args) => cmd::review::run(args),
         Command::Predict(args) => cmd::predict::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Weights(args) => cmd::weights::run(args),

@@ -5,8 +5,12 @@
 //!
 //! Commands that only score files (`ethos metrics`, `ethos eval-events`) need nothing else.
 
+pub mod calibration;
 pub mod history;
 pub mod metrics;
 pub mod predictions_csv;
+pub mod plots;
 pub mod report;
+pub mod sample_history;
+pub mod tensorboard;
 pub mod timeline;

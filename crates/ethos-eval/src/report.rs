@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use image::ImageEncoder;
 use plotters::prelude::*;
 
 use crate::history::HistoryRow;
@@ -78,7 +79,7 @@ pub struct ReportFiles {
 
 const W: u32 = 900;
 const H: u32 = 640;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Writes the PNG plots and `report.html` into `out_dir` (created if needed).
 pub fn write_report(out_dir: &Path, input: &ReportInput) -> Result<ReportFiles, ReportError> {
@@ -138,10 +139,10 @@ pub fn write_report(out_dir: &Path, input: &ReportInput) -> Result<ReportFiles, 
     })
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Draws into a bitmap at a temporary name next to `path`, then renames it into place.
-fn render(
+pub(crate) fn render(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
@@ -177,7 +178,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     })
 }
 
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     const COLORS: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -380,6 +381,35 @@ fn draw_confusion(
         }
     }
     Ok(())
+}
+
+/// The confusion matrix drawn as in the report, as PNG bytes with their width and height (for
+/// TensorBoard's per-epoch image).
+pub fn confusion_png(
+    classes: &[String],
+    cm: &[Vec<u64>],
+) -> Result<(Vec<u8>, u32, u32), ReportError> {
+    let (w, h) = (480u32, 400u32);
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
+    let mut draw = || -> DrawResult {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw_confusion(&root, classes, cm)?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| ReportError::Draw {
+        path: PathBuf::from("<confusion image>"),
+        message: e.to_string(),
+    })?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| ReportError::Draw {
+            path: PathBuf::from("<confusion image>"),
+            message: e.to_string(),
+        })?;
+    Ok((png, w, h))
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -751,7 +751,12 @@ fn write_frames_csv(
     write_csv_atomic(path, &prob_header(&["frame", "time_s"], classes), rows)
 }
 
-fn write_events_csv(path: &Path, bouts: &[Bout], classes: &[String]) -> Result<(), PredictError> {
+/// Writes `NAME.events.csv` (events-CSV columns plus `score`) atomically.
+pub fn write_events_csv(
+    path: &Path,
+    bouts: &[Bout],
+    classes: &[String],
+) -> Result<(), PredictError> {
     let header: Vec<String> = [
         "event_idx",
         "video",

@@ -65,12 +65,30 @@ pub struct DemoSummary {
     pub metric_key: String,
     /// Per split (`val`, `test_ood`): metrics and the report folder.
     pub splits: Vec<(String, MetricSet, PathBuf)>,
-    /// With the timeline: the bout scores and where they were written.
+    /// With the timeline: the bout scores (hand-set rule) and where they were written.
     pub long_video: Option<(BoutEvaluation, PathBuf)>,
+    /// The calibration tuned on val (temperature + rule for `train.metric_key`).
+    pub calibration: Option<crate::calibrate::CalibrateSummary>,
+    /// Per split: the metrics with the tuned rule on calibrated probabilities, and ECE before/after.
+    pub tuned: Vec<(String, crate::calibrate::CalibratedMetrics)>,
+    /// With the timeline: the bout rule tuned on a second labelled long video, scored on the
+    /// held-out one.
+    pub timeline_tuning: Option<TimelineTuning>,
     /// Wall seconds in all, and of training.
     pub seconds: f64,
     /// Wall seconds of training.
     pub train_seconds: f64,
+}
+
+/// The bout rule tuned on one labelled long video and scored on the demo's held-out one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimelineTuning {
+    /// What tuning found on the tuning video (rule, scores before and after).
+    pub tuning: crate::timeline_rule::TimelineCalibrateSummary,
+    /// The held-out video's bout scores with the tuned rule (before: [`DemoSummary::long_video`]).
+    pub heldout_after: BoutEvaluation,
+    /// Where they were written.
+    pub path: PathBuf,
 }
 
 impl DemoSummary {
@@ -85,6 +103,25 @@ impl DemoSummary {
             out.insert(
                 "long_video".into(),
                 serde_json::to_value(eval).unwrap_or_default(),
+            );
+        }
+        for (split, c) in &self.tuned {
+            if let Some(m) = out.get_mut(split).and_then(Value::as_object_mut) {
+                m.insert(
+                    "calibrated".into(),
+                    serde_json::to_value(c).unwrap_or_default(),
+                );
+            }
+        }
+        if let Some(t) = &self.timeline_tuning {
+            out.insert(
+                "long_video_tuned".into(),
+                serde_json::json!({
+                    "rule": t.tuning.rule,
+                    "tuning_video_before": t.tuning.before.macro_bout_f1,
+                    "tuning_video_after": t.tuning.after.macro_bout_f1,
+                    "heldout_after": t.heldout_after,
+                }),
             );
         }
         Value::Object(out)
@@ -173,7 +210,16 @@ pub fn demo(o: &DemoOptions) -> Result<DemoSummary> {
     let train_seconds = t_train.elapsed().as_secs_f64();
     let ckpt = crate::run_dir::run_checkpoint(&summary.run_dir)?;
 
+    tracing::info!("demo: calibrating on val (temperature, rule for {})", cfg.train.metric_key);
+    let calibration = crate::calibrate::calibrate(&crate::calibrate::CalibrateOptions {
+        checkpoint: ckpt.clone(),
+        config: Some(demo_cfg.clone()),
+        overrides: overrides.clone(),
+        split: "val".into(),
+        target: None,
+    })?;
     let mut splits = Vec::new();
+    let mut tuned = Vec::new();
     for (i, split) in ["val", "test_ood"].iter().enumerate() {
         tracing::info!("demo: [{}/{steps}] evaluating on {split}", 3 + i);
         let s = evaluate(&EvalOptions {
@@ -182,15 +228,33 @@ pub fn demo(o: &DemoOptions) -> Result<DemoSummary> {
             overrides: overrides.clone(),
             split: split.to_string(),
             out: o.out.join(format!("eval_{split}")),
+            no_calibration: false,
         })?;
         splits.push((split.to_string(), s.metrics, s.out_dir));
+        if let Some(c) = s.calibrated {
+            tuned.push((split.to_string(), c));
+        }
     }
     let long_video = long_video_step(o, &data_dir, &demo_cfg, &overrides, &ckpt)?;
+    let timeline_tuning = match &long_video {
+        Some(_) => Some(timeline_tuning_step(
+            o,
+            &spec,
+            &data_dir,
+            &demo_cfg,
+            &overrides,
+            &ckpt,
+        )?),
+        None => None,
+    };
     Ok(DemoSummary {
         train: summary,
         metric_key: cfg.train.metric_key.clone(),
         splits,
         long_video,
+        calibration: Some(calibration),
+        tuned,
+        timeline_tuning,
         seconds: t0.elapsed().as_secs_f64(),
         train_seconds,
     })
@@ -236,6 +300,7 @@ fn long_video_step(
         decoder_threads: 2,
         smooth_frames: 0,
         device: None,
+        no_calibration: true,
     })?;
     tracing::info!("demo: [6/6] scoring the found bouts against the ground truth");
     let pred = ethos_infer::predict::outputs_for(&out, &video).events;
@@ -245,6 +310,104 @@ fn long_video_step(
     let path = out.join("eval_events.json");
     crate::write_json(&path, &eval)?;
     Ok(Some((eval, path)))
+}
+
+/// The hand-set bout rule of [`long_video_step`].
+fn hand_set_rule() -> (Thresholds, Vec<String>, ethos_eval::timeline::MergeRule) {
+    let mut classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
+    classes.push(BACKGROUND_CLASS.to_string());
+    let thresholds: Vec<Option<f32>> = classes
+        .iter()
+        .map(|c| (c != BACKGROUND_CLASS).then_some(0.5))
+        .collect();
+    (
+        Thresholds::PerClass(CLASSES.iter().map(|c| (c.to_string(), 0.5)).collect()),
+        vec![BACKGROUND_CLASS.to_string()],
+        ethos_eval::timeline::MergeRule {
+            thresholds,
+            min_duration_s: LONG_MIN_DURATION_S,
+            max_gap_s: 1.0,
+        },
+    )
+}
+
+/// With the timeline: a second labelled close-up video from other held-out pens (synth variant 1,
+/// `data/long_tune/`), the bout rule tuned on it (`ethos calibrate --timeline`), then the demo's
+/// held-out close-up predicted with the tuned rule and scored (`OUT/long_video_tuned/`).
+fn timeline_tuning_step(
+    o: &DemoOptions,
+    spec: &SynthSpec,
+    data_dir: &Path,
+    demo_cfg: &Path,
+    overrides: &[String],
+    ckpt: &Path,
+) -> Result<TimelineTuning> {
+    let tune_dir = data_dir.join("long_tune");
+    let tune_video = tune_dir.join(CLOSEUP_FILE);
+    let tune_truth = tune_dir.join(CLOSEUP_TRUTH);
+    if !tune_video.is_file() || !tune_truth.is_file() {
+        tracing::info!(
+            "demo: synthesising a second labelled long video (other held-out pens) in {}",
+            tune_dir.display()
+        );
+        ethos_data::synth::write_long_video(spec, 1, &tune_dir, &|_| {})?;
+    }
+    let (_, background, baseline) = hand_set_rule();
+    tracing::info!("demo: tuning the bout rule on {}", tune_video.display());
+    let tuning = crate::timeline_rule::calibrate_timeline(
+        &crate::timeline_rule::TimelineCalibrateOptions {
+            checkpoint: ckpt.to_path_buf(),
+            config: Some(demo_cfg.to_path_buf()),
+            overrides: overrides.to_vec(),
+            video: tune_video,
+            truth: tune_truth,
+            out: Some(o.out.join("long_tune")),
+            stride_s: Some(LONG_STRIDE_S),
+            background: background.clone(),
+            tolerance_s: LONG_TOLERANCE_S,
+            baseline: baseline.clone(),
+        },
+    )?;
+    let video = data_dir.join("long").join(CLOSEUP_FILE);
+    let truth = data_dir.join("long").join(CLOSEUP_TRUTH);
+    let out = o.out.join("long_video_tuned");
+    tracing::info!(
+        "demo: predicting the held-out long video with the tuned rule ({})",
+        out.display()
+    );
+    predict(&PredictOptions {
+        checkpoint: ckpt.to_path_buf(),
+        config: Some(demo_cfg.to_path_buf()),
+        overrides: overrides.to_vec(),
+        out: out.clone(),
+        videos: vec![video.clone()],
+        list: None,
+        window_s: None,
+        stride_s: Some(LONG_STRIDE_S),
+        batch: None,
+        thresholds: hand_set_rule().0,
+        background,
+        min_duration_s: baseline.min_duration_s,
+        max_gap_s: baseline.max_gap_s,
+        shard: None,
+        roi: None,
+        decoder_threads: 2,
+        smooth_frames: 0,
+        device: None,
+        no_calibration: false,
+    })?;
+    let pred = ethos_infer::predict::outputs_for(&out, &video).events;
+    let classes: Vec<String> = CLASSES.iter().map(|c| c.to_string()).collect();
+    let heldout_after =
+        crate::score::evaluate_events(&pred, &truth, &classes, LONG_TOLERANCE_S, 0.1)
+            .context("scoring the long video with the tuned rule")?;
+    let path = out.join("eval_events.json");
+    crate::write_json(&path, &heldout_after)?;
+    Ok(TimelineTuning {
+        tuning,
+        heldout_after,
+        path,
+    })
 }
 
 /// Sets every `section.key` of `overlay` in `tree` (both YAML mappings of sections).

@@ -27,6 +27,8 @@ pub struct EvalOptions {
     pub split: String,
     /// Output folder for `metrics.json`, `predictions.csv` and the report.
     pub out: PathBuf,
+    /// Ignore the run's `calibration.json` (report the argmax rule only).
+    pub no_calibration: bool,
 }
 
 /// What an evaluation produced.
@@ -36,6 +38,8 @@ pub struct EvalSummary {
     pub metrics: MetricSet,
     /// Where `metrics.json` and the report are.
     pub out_dir: PathBuf,
+    /// The metrics with the run's calibration (temperature + tuned rule), when it has one.
+    pub calibrated: Option<crate::calibrate::CalibratedMetrics>,
 }
 
 /// The default output folder of an evaluation: `RUN/eval_<split>` for a run, else next to the
@@ -105,6 +109,8 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary> {
     )?;
     let metrics = res.metrics(&classes)?;
     let per_group = per_group_metrics(&cfg, split, &res, &classes)?;
+    let flat_probs: Vec<f64> = res.probs.iter().flatten().copied().collect();
+    let calibration = crate::calibrate::load_for(ckpt, &classes, opts.no_calibration)?;
 
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| Error::output_io(out, e))?;
@@ -118,6 +124,25 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary> {
             .map(|(n, m)| (n.clone(), serde_json::to_value(m).unwrap_or_default()))
             .collect();
         o.insert("per_group".into(), groups.into());
+        o.insert(
+            "ece".into(),
+            ethos_eval::calibration::ece(&flat_probs, &res.labels, classes.len()).into(),
+        );
+    }
+    let calibrated = match &calibration {
+        Some(cal) => Some(crate::calibrate::calibrated_metrics(
+            cal,
+            &flat_probs,
+            &res.labels,
+            out,
+        )?),
+        None => None,
+    };
+    if let (Some(o), Some(c)) = (json.as_object_mut(), &calibrated) {
+        o.insert(
+            "calibrated".into(),
+            serde_json::to_value(c).unwrap_or_default(),
+        );
     }
     crate::write_json(&out.join("metrics.json"), &json)?;
     let mut rows = Vec::new();
@@ -143,6 +168,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary> {
     Ok(EvalSummary {
         metrics,
         out_dir: out.to_path_buf(),
+        calibrated,
     })
 }
 

@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod calibrate;
 pub mod config;
 pub mod demo;
 pub mod demo_ssl;
@@ -27,13 +28,16 @@ pub mod model;
 pub mod predict;
 pub mod pretrain;
 pub mod progress;
+pub mod review;
 pub mod run_dir;
+pub mod run_logs;
 pub mod sample;
 pub mod score;
 pub mod signals;
 pub mod slurm;
 pub mod source;
 pub mod synth;
+pub mod timeline_rule;
 pub mod train;
 pub mod weights;
 

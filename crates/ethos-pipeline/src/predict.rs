@@ -175,6 +175,8 @@ pub struct PredictOptions {
     pub smooth_frames: usize,
     /// Device (`auto`, `cpu`, `cuda:N`; default: the config's `train.device`).
     pub device: Option<String>,
+    /// Ignore the run's `calibration.json` (its temperature and tuned bout rule).
+    pub no_calibration: bool,
 }
 
 /// The `summary.json` of a predict run (or shard).
@@ -307,6 +309,7 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let model = crate::evaluate::load_checkpoint_model(&o.checkpoint, &cfg, &mut vs)?;
     vs.freeze();
 
+    let calibration = crate::calibrate::load_for(&o.checkpoint, &classes, o.no_calibration)?;
     let cameras = CameraRois::new(&cfg, o.roi.is_some());
     std::fs::create_dir_all(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
     ethos_core::fs::clean_stale_temps(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
@@ -341,7 +344,15 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
         let tag = format!("predict [{}/{}] {name}", i + 1, videos.len());
         if let Some(earlier) = predict::completed(&outputs, &hash) {
             tracing::info!("{tag}: outputs complete, skipped");
+            let tuned = crate::timeline_rule::finish_video(
+                &o.out,
+                video,
+                &name,
+                &classes,
+                calibration.as_ref(),
+            )?;
             per_video.push(VideoSummary {
+                events: tuned.map_or(earlier.events.clone(), |t| t.into_iter().collect()),
                 video: name,
                 status: "skipped".into(),
                 camera,
@@ -356,6 +367,15 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
         match predictor.predict_video(video, &name, &outputs, &hash) {
             Ok(mut s) => {
                 s.camera = camera;
+                if let Some(tuned) = crate::timeline_rule::finish_video(
+                    &o.out,
+                    video,
+                    &name,
+                    &classes,
+                    calibration.as_ref(),
+                )? {
+                    s.events = tuned.into_iter().collect();
+                }
                 let events: Vec<String> =
                     s.events.iter().map(|(c, k)| format!("{c} {k}")).collect();
                 tracing::info!(

@@ -185,6 +185,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     if let Some(st) = stages {
         tr.set_stages(st);
     }
+    crate::run_logs::attach(&mut tr, cfg, &run_dir)?;
     let outcome = tr.fit(&train_src, &val_src)?;
     let best = match outcome {
         FitOutcome::Interrupted { .. } => {

@@ -85,6 +85,9 @@ pub struct PartialEpoch {
     pub seconds: f64,
     /// Learning rate of the last step taken.
     pub lr: f64,
+    /// Event ids of the samples so far (per-sample records across epochs).
+    #[serde(default)]
+    pub event_idx: Vec<u32>,
 }
 
 /// The JSON training state stored in a checkpoint.

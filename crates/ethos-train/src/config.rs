@@ -155,6 +155,12 @@ pub struct TrainConfig {
     /// (its part not frozen by `model.freeze_encoder_layers`), at `optim.backbone_lr` /
     /// `optim.layer_decay` (see `crate::stages`); 0 = one stage.
     pub freeze_backbone_epochs: usize,
+    /// Write TensorBoard event files into `RUN/tensorboard/` (scalars per logging interval and
+    /// per epoch, the validation confusion matrix as an image per epoch).
+    pub tensorboard: bool,
+    /// Record every train and val sample's loss each epoch in `RUN/per_sample_epochs.csv`
+    /// (label-noise signals, `ethos review`).
+    pub per_sample_epochs: bool,
 }
 
 impl Default for TrainConfig {
@@ -174,6 +180,8 @@ impl Default for TrainConfig {
             sampler: SamplerKind::Shuffle,
             save_per_sample_loss: true,
             freeze_backbone_epochs: 0,
+            tensorboard: false,
+            per_sample_epochs: true,
         }
     }
 }

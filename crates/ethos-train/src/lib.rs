@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod loss;
+pub mod observer;
 pub mod optim;
 pub mod pretrain;
 pub mod schedule;

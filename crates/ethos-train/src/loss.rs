@@ -145,6 +145,9 @@ pub struct LossConfig {
     pub use_class_weights: bool,
     /// Label smoothing `ε` in `[0, 1)`.
     pub label_smoothing: f64,
+    /// Upper bound on every class weight (FERAL's cap for very rare classes); `None` = no cap.
+    /// Applied after the scheme, so `inv_freq` with a cap of 5 gives a 1:40 class weight 5.
+    pub max_class_weight: Option<f64>,
 }
 
 impl Default for LossConfig {
@@ -154,6 +157,7 @@ impl Default for LossConfig {
             class_weights: ClassWeights::None,
             use_class_weights: false,
             label_smoothing: 0.0,
+            max_class_weight: None,
         }
     }
 }
@@ -190,6 +194,14 @@ impl LossConfig {
                 message: format!("must be in [0, 1) (got {})", self.label_smoothing),
             });
         }
+        if let Some(cap) = self.max_class_weight
+            && !(cap.is_finite() && cap >= 1.0)
+        {
+            return Err(LossError::BadValue {
+                key: "max_class_weight",
+                message: format!("must be a finite number >= 1 (got {cap})"),
+            });
+        }
         if let ClassWeights::Explicit(w) = self.scheme()? {
             if w.len() != num_classes {
                 return Err(LossError::BadValue {
@@ -214,6 +226,18 @@ impl LossConfig {
         classes: &[String],
     ) -> Result<Vec<f64>, LossError> {
         self.validate(counts.len())?;
+        let weights = self.uncapped_class_weights(counts, classes)?;
+        Ok(match self.max_class_weight {
+            Some(cap) => weights.into_iter().map(|w| w.min(cap)).collect(),
+            None => weights,
+        })
+    }
+
+    fn uncapped_class_weights(
+        &self,
+        counts: &[u64],
+        classes: &[String],
+    ) -> Result<Vec<f64>, LossError> {
         let scheme = self.scheme()?;
         let inverse = |sqrt: bool, name: &str| -> Result<Vec<f64>, LossError> {
             if let Some(k) = counts.iter().position(|&n| n == 0) {
@@ -423,6 +447,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`tail` has no samples"), "{err}");
+        let capped = LossConfig {
+            use_class_weights: true,
+            max_class_weight: Some(5.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            capped.class_weights_for(&counts, &names()).unwrap(),
+            vec![1.0, 5.0]
+        );
+        let bad_cap = LossConfig {
+            max_class_weight: Some(0.5),
+            ..Default::default()
+        };
+        assert!(
+            bad_cap
+                .class_weights_for(&counts, &names())
+                .unwrap_err()
+                .to_string()
+                .contains("max_class_weight")
+        );
         let both = LossConfig {
             use_class_weights: true,
             class_weights: ClassWeights::InvFreqSqrt,

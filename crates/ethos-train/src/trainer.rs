@@ -574,6 +574,7 @@ pub struct Trainer<'a> {
     stop: Arc<AtomicBool>,
     progress: Progress,
     stages: Option<crate::stages::TwoStage>,
+    observers: Vec<Box<dyn crate::observer::TrainObserver + 'a>>,
 }
 
 fn mix_seed(seed: u64, epoch: u64, batch: u64, purpose: u64) -> u64 {
@@ -672,6 +673,7 @@ impl<'a> Trainer<'a> {
             stop,
             progress,
             stages: None,
+            observers: Vec::new(),
         })
     }
 
@@ -679,6 +681,11 @@ impl<'a> Trainer<'a> {
     /// [`crate::stages`]); the stage is set at the start of every epoch, resumes included.
     pub fn set_stages(&mut self, stages: crate::stages::TwoStage) {
         self.stages = Some(stages);
+    }
+
+    /// Adds an observer of steps and epochs (TensorBoard, per-sample records).
+    pub fn add_observer(&mut self, observer: Box<dyn crate::observer::TrainObserver + 'a>) {
+        self.observers.push(observer);
     }
 
     fn amp(&self) -> AmpMode {
@@ -810,6 +817,21 @@ impl<'a> Trainer<'a> {
                 self.state.epochs_without_improvement = 0;
             } else {
                 self.state.epochs_without_improvement += 1;
+            }
+            let record = crate::observer::EpochRecord {
+                epoch: epoch + 1,
+                global_step: self.state.global_step,
+                classes: &self.setup.classes,
+                train_event_idx: &pass.event_idx,
+                train_labels: &pass.labels,
+                train_probs: &pass.probs,
+                val: &val_out,
+                train_metrics: &train_m,
+                val_metrics: &val_m,
+                history: &row,
+            };
+            for o in &mut self.observers {
+                o.on_epoch(&record)?;
             }
             self.state.history.push(row.clone());
             self.state.epochs_done = epoch + 1;
@@ -947,12 +969,24 @@ impl<'a> Trainer<'a> {
                 self.optim.zero_grad();
                 self.state.global_step += 1;
                 acc.lr = lr;
+                if self.state.global_step % self.setup.train.log_every_steps.max(1) as u64 == 0 {
+                    let step = crate::observer::StepRecord {
+                        epoch: epoch + 1,
+                        global_step: self.state.global_step,
+                        batch_loss: value,
+                        lr,
+                    };
+                    for o in &mut self.observers {
+                        o.on_step(&step)?;
+                    }
+                }
             }
             num += parts.numerator.double_value(&[]);
             den += parts.denominator.double_value(&[]);
             let _ = frames;
             acc.probs.extend(to_rows(&clip_p));
             acc.labels.extend(&b.labels);
+            acc.event_idx.extend(&b.event_idx);
             acc.samples += b.labels.len();
             acc.batches_done = i + 1;
             bar.step(
@@ -980,6 +1014,7 @@ impl<'a> Trainer<'a> {
             loss: if den > 0.0 { num / den } else { f64::NAN },
             probs: acc.probs,
             labels: acc.labels,
+            event_idx: acc.event_idx,
             samples: acc.samples,
             seconds,
             seconds_this_call: t0.elapsed().as_secs_f64(),
@@ -1001,6 +1036,7 @@ struct TrainPass {
     loss: f64,
     probs: Vec<Vec<f64>>,
     labels: Vec<usize>,
+    event_idx: Vec<u32>,
     samples: usize,
     seconds: f64,
     seconds_this_call: f64,

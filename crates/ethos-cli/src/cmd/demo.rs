@@ -91,6 +91,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             get(&m, "accuracy")
         ));
     }
+    if let Some(cal) = &s.calibration {
+        lines.push(String::new());
+        lines.push(format!(
+            "calibration tuned on val for {}: temperature {:.3}, rule {}",
+            cal.calibration.target,
+            cal.calibration.temperature,
+            serde_json::to_string(&cal.calibration.rule)?
+        ));
+        lines.push(format!(
+            "{:<10} {:<7} {:>8} {:>9} {:>9} {:>7}",
+            "split", "rule", "f1_tail", "macro_f1", "accuracy", "ECE"
+        ));
+        for (split, m, _) in &s.splits {
+            let Some((_, c)) = s.tuned.iter().find(|(n, _)| n == split) else {
+                continue;
+            };
+            let argmax = serde_json::to_value(m)?;
+            let tuned = serde_json::to_value(&c.tuned)?;
+            for (rule, v, e) in [("argmax", &argmax, c.ece_before), ("tuned", &tuned, c.ece_after)] {
+                lines.push(format!(
+                    "{:<10} {:<7} {:>8} {:>9} {:>9} {:>7.3}",
+                    split,
+                    rule,
+                    get(v, "f1_tail"),
+                    get(v, "macro_f1"),
+                    get(v, "accuracy"),
+                    e
+                ));
+            }
+        }
+    }
     if let Some((eval, _)) = &s.long_video {
         lines.push(String::new());
         lines.push(format!(
@@ -118,6 +149,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "macro bout F1 {:.3}, frame-level agreement {:.3} (steps of {} s)",
             eval.macro_bout_f1, eval.frame_accuracy, eval.frame_step_s
         ));
+    }
+    if let Some(t) = &s.timeline_tuning {
+        let r = &t.tuning.rule;
+        lines.push(String::new());
+        lines.push(format!(
+            "bout rule tuned on a second labelled long video (other pens): thresholds {:?}, smoothing {} windows, min {} s, gap {} s; macro bout F1 there {:.3} -> {:.3}",
+            r.thresholds, r.smooth_windows, r.min_duration_s, r.max_gap_s,
+            t.tuning.before.macro_bout_f1, t.tuning.after.macro_bout_f1
+        ));
+        let before = s.long_video.as_ref().map_or(0.0, |(e, _)| e.macro_bout_f1);
+        lines.push(format!(
+            "held-out long video: macro bout F1 {before:.3} (hand-set rule) -> {:.3} (tuned rule)",
+            t.heldout_after.macro_bout_f1
+        ));
+        for (class, b) in &t.heldout_after.bouts {
+            lines.push(format!(
+                "  tuned {:<6} true {:>3} pred {:>3} matched {:>3} precision {:.3} recall {:.3} F1 {:.3}",
+                class, b.truth, b.predicted, b.matched, b.precision, b.recall, b.f1
+            ));
+        }
     }
     lines.push(String::new());
     lines.push(format!(

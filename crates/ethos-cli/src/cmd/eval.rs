@@ -32,6 +32,9 @@ pub struct Args {
     /// Override a config key (repeatable), e.g. `--set data.num_workers=4`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Ignore the run's calibration.json (report the argmax rule only).
+    #[arg(long)]
+    pub no_calibration: bool,
 }
 
 /// Runs `ethos eval`.
@@ -51,11 +54,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         overrides: args.set,
         split: args.split.clone(),
         out,
+        no_calibration: args.no_calibration,
     })?;
     crate::output::line(format!(
         "eval: {}: metrics and report in {}",
         args.split,
         s.out_dir.display()
     ));
+    if let Some(c) = &s.calibrated {
+        crate::output::line(format!(
+            "eval: {}: argmax vs tuned rule (T = {:.3}, tuned on {} for {}): macro_f1 {:.4} / {:.4}, accuracy {:.4} / {:.4}; ECE {:.4} -> {:.4}; reliability diagram {}",
+            args.split,
+            c.temperature,
+            c.tuned_on,
+            c.target,
+            s.metrics.macro_f1,
+            c.tuned.macro_f1,
+            s.metrics.accuracy,
+            c.tuned.accuracy,
+            c.ece_before,
+            c.ece_after,
+            c.reliability_png.display()
+        ));
+        let mut v = serde_json::to_value(&s.metrics)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("calibrated".into(), serde_json::to_value(c)?);
+        }
+        return crate::output::json(&v);
+    }
     crate::output::json(&s.metrics)
 }

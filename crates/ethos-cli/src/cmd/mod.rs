@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod calibrate;
 pub mod demo;
 pub mod demo_ssl;
 pub mod doctor;
@@ -20,6 +21,7 @@ pub mod pretrain;
 pub mod pretrain_index;
 pub mod probe;
 pub mod relabel;
+pub mod review;
 pub mod sample;
 pub mod slurm;
 pub mod synth;

@@ -68,6 +68,10 @@ pub struct Args {
     /// Device: auto, cpu or cuda:N (default: the config's train.device).
     #[arg(long)]
     pub device: Option<String>,
+    /// Ignore the run's calibration.json (temperature and the bout rule `ethos calibrate
+    /// --timeline` tuned); use the thresholds and durations given here.
+    #[arg(long)]
+    pub no_calibration: bool,
 }
 
 /// Runs `ethos predict`.
@@ -91,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         decoder_threads: args.decoder_threads,
         smooth_frames: args.smooth_frames,
         device: args.device,
+        no_calibration: args.no_calibration,
     })?;
     crate::output::line(format!(
         "predict: {} ok, {} skipped, {} failed; {:.2} h of video in {:.1} s; summary {}",

@@ -111,6 +111,17 @@ fn centred_square(roi: Roi) -> Roi {
 
 /// Plans the close-up video of `spec` (`None` when `spec.long_video_s` is 0).
 pub(super) fn plan_long(spec: &SynthSpec) -> Result<Option<LongVideoPlan>, SynthError> {
+    plan_long_variant(spec, 0)
+}
+
+/// Plans close-up video number `variant` of `spec`: variant 0 is the dataset's own
+/// (`long/closeup.mp4`); other variants take other held-out pens (their own seed streams, the same
+/// cameras' looks) and another order of bouts and gaps, so one can tune on one labelled long
+/// video and score on another.
+pub(super) fn plan_long_variant(
+    spec: &SynthSpec,
+    variant: u64,
+) -> Result<Option<LongVideoPlan>, SynthError> {
     if spec.long_video_s <= 0.0 {
         return Ok(None);
     }
@@ -123,7 +134,7 @@ pub(super) fn plan_long(spec: &SynthSpec) -> Result<Option<LongVideoPlan>, Synth
     } else {
         1
     };
-    let mut deal = stream(spec.seed, 0, 0, 7);
+    let mut deal = stream(spec.seed, variant, 0, 7);
     let mut parts: Vec<Part> = (0..n_events)
         .map(|i| if i % 2 == 0 { Part::Ear } else { Part::Tail })
         .collect();
@@ -139,7 +150,7 @@ pub(super) fn plan_long(spec: &SynthSpec) -> Result<Option<LongVideoPlan>, Synth
             let camera = k % train_cameras;
             let look = CameraLook::random(&mut stream(spec.seed, camera as u64, 0, 2));
             // Purpose 8: held-out pens have their own streams, apart from the dataset's pens.
-            let mut rng = stream(spec.seed, camera as u64, k as u64, 8);
+            let mut rng = stream(spec.seed, camera as u64, k as u64 + (variant << 32), 8);
             let min_len_s = (queue.len() as f32 * 10.0).max(60.0);
             simulate_pen(
                 spec,
@@ -173,7 +184,7 @@ pub(super) fn plan_long(spec: &SynthSpec) -> Result<Option<LongVideoPlan>, Synth
         }
     }
 
-    let mut rng = stream(spec.seed, 0, 0, 9);
+    let mut rng = stream(spec.seed, variant, 0, 9);
     let target = (spec.long_video_s * fps).round() as usize;
     let min_gap = (3.0 * fps).round().max(1.0) as usize;
     let mut segments: Vec<Segment> = Vec::new();

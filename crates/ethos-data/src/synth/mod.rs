@@ -541,6 +541,34 @@ pub struct SynthSummary {
     pub bytes: u64,
 }
 
+/// Writes close-up video number `variant` of `spec` (see [`LongVideoPlan`]; variant 0 is the one
+/// [`write_dataset`] writes under `long/`) with its ground truth and segment list into `dir`.
+pub fn write_long_video(
+    spec: &SynthSpec,
+    variant: u64,
+    dir: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<closeup::LongVideoSummary, SynthError> {
+    spec.validate()?;
+    let plan = closeup::plan_long_variant(spec, variant)?.ok_or_else(|| SynthError::BadSpec {
+        option: "--long-video",
+        value: spec.long_video_s.to_string(),
+        reason: "must be > 0 seconds for a long video".into(),
+    })?;
+    std::fs::create_dir_all(dir).map_err(|source| SynthError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let opts = WriterOptions {
+        codec: spec.codec,
+        fps: spec.fps,
+        gop: spec.fps * 2,
+        quality: None,
+        b_frames: false,
+    };
+    plan.write(dir, &opts, progress)
+}
+
 /// Total frames a plan renders (the long video's included).
 pub fn total_frames(plan: &SynthPlan) -> u64 {
     plan.videos
