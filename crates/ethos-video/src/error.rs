@@ -39,6 +39,17 @@ pub enum VideoError {
     NoFfmpeg { path: PathBuf, what: String },
 }
 
+impl VideoError {
+    /// True when the machine or the build is the problem, not the video: NVDEC asked for but
+    /// unusable, or no FFmpeg in this build. Such errors stop a job instead of marking every video bad.
+    pub fn is_setup_error(&self) -> bool {
+        matches!(
+            self,
+            VideoError::HwDecoder { .. } | VideoError::NoFfmpeg { .. }
+        )
+    }
+}
+
 impl ethos_core::Classify for VideoError {
     /// True when the error is caused by the user's input (bad file or request), i.e. exit code 2.
     fn kind(&self) -> ethos_core::ErrorKind {
