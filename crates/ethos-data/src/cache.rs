@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ethos_video::{Clip, ClipRequest, ClipSampler, ClipView, Resize, Roi};
+use ethos_video::{Clip, ClipRequest, ClipSampler, ClipView, Decoder, Resize, Roi};
 use sha2::{Digest, Sha256};
 
 use crate::error::{BadVideo, DataError};
@@ -174,6 +174,8 @@ pub struct ClipCache {
     dir: PathBuf,
     params: CacheParams,
     checked: Arc<CheckedEntries>,
+    /// Decoder of [`build_entries`] (not part of the key: NVDEC and the CPU give the same frames).
+    decoder: Decoder,
 }
 
 /// Most entries whose check state [`ClipCache`] remembers (a few bytes each); past it the table
@@ -306,7 +308,14 @@ impl ClipCache {
             dir: dir.to_path_buf(),
             params,
             checked: Arc::default(),
+            decoder: Decoder::default(),
         }
+    }
+
+    /// The same cache building entries with `decoder` (`data.decoder`; `auto` by default).
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        self.decoder = decoder;
+        self
     }
 
     /// The cache folder.
@@ -657,7 +666,7 @@ pub fn build_entries(
         ..BuildReport::default()
     });
     let fatal: Mutex<Option<DataError>> = Mutex::new(None);
-    let sampler = ClipSampler::new(1);
+    let sampler = ClipSampler::new(1).with_decoder(cache.decoder);
     std::thread::scope(|scope| {
         for _ in 0..threads.clamp(1, total.max(1)) {
             scope.spawn(|| {
@@ -680,7 +689,7 @@ pub fn build_entries(
                             r.rebuilt += 1;
                         }
                         (Ok(Some(_)), _) => r.built += 1,
-                        (Err(DataError::Video { source, .. }), _) => r.bad.push(BadVideo {
+                        (Err(DataError::Video { source, .. }), _) if !source.is_setup_error() => r.bad.push(BadVideo {
                             event_idx: job.event.event_idx,
                             path: job.source.clone(),
                             reason: source.to_string(),

@@ -105,6 +105,8 @@ pub struct DataConfig {
     pub num_workers: usize,
     /// `fail` or `skip` events whose video cannot be decoded.
     pub on_bad_video: OnBadVideo,
+    /// Video decoder: `auto` (NVDEC when a CUDA device is there, else the CPU), `cpu` or `cuda`.
+    pub decoder: ethos_video::Decoder,
     /// Per-channel RGB mean on the [0, 1] scale (Kinetics 0.45; ImageNet 0.485, 0.456, 0.406).
     pub mean: [f32; 3],
     /// Per-channel RGB standard deviation on the [0, 1] scale.
@@ -133,6 +135,7 @@ impl Default for DataConfig {
             batch_size: 4,
             num_workers: 2,
             on_bad_video: OnBadVideo::Fail,
+            decoder: ethos_video::Decoder::Auto,
             mean: [0.45, 0.45, 0.45],
             std: [0.225, 0.225, 0.225],
             seed: 42,

@@ -131,7 +131,7 @@ impl ClipDataset {
         events: Vec<Event>,
         mode: DataMode,
     ) -> Result<Self, DataError> {
-        let cache = ClipCache::new(&cfg.cache_dir, cache_params(cfg));
+        let cache = ClipCache::new(&cfg.cache_dir, cache_params(cfg)).with_decoder(cfg.decoder);
         let identities = IdentityCache::default();
         let mut items = Vec::with_capacity(events.len());
         for event in events {
@@ -183,7 +183,7 @@ impl ClipDataset {
             mode,
             items,
             cache,
-            sampler: ClipSampler::new(1),
+            sampler: ClipSampler::new(1).with_decoder(cfg.decoder),
             num_classes: cfg.classes.len(),
         })
     }

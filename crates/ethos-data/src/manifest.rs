@@ -607,6 +607,22 @@ fn probe_facts(path: &Path) -> Result<VideoFacts, String> {
     if !path.exists() {
         return Err(format!("video file {} does not exist", path.display()));
     }
+    if !ethos_video::HAS_FFMPEG {
+        // A build without FFmpeg reads decoded-clip caches only; their entries were checked
+        // against the videos' lengths and frame sizes when they were built.
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "this build has no FFmpeg: video lengths and frame sizes are not checked"
+            );
+        });
+        return Ok(VideoFacts {
+            duration_s: f64::INFINITY,
+            fps: 1.0,
+            width: u32::MAX,
+            height: u32::MAX,
+        });
+    }
     match ethos_video::probe(path) {
         Ok(info) => {
             let fps = if info.avg_fps > 0.0 {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ethos_data::transforms::{ClipTransform, Layout, Resizer, TransformParams};
-use ethos_video::{Clip, FrameReader, ReaderOptions, Resize, Roi};
+use ethos_video::{Clip, Decoder, FrameReader, ReaderOptions, Resize, Roi};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -207,6 +207,8 @@ pub struct Predictor<'a> {
     pub batch_size: usize,
     /// Decoder threads.
     pub decoder_threads: usize,
+    /// Which decoder reads the videos (`data.decoder`).
+    pub decoder: Decoder,
     /// How windows become bouts.
     pub merge: MergeRule,
     /// Centred moving average over this many frames of the per-frame probabilities of a per-frame
@@ -336,10 +338,18 @@ impl Predictor<'_> {
         let threads = self.decoder_threads.max(1);
         let (tx, rx) = crossbeam_channel::bounded::<Result<WindowBatch, PredictError>>(2);
         let video_path = video.to_path_buf();
+        let decoder = self.decoder;
         let decode = std::thread::spawn(move || -> (f64, f64) {
             let t = Instant::now();
-            let (covered, blocked_s) =
-                decode_windows(&video_path, &spec, layout, batch_size, threads, &tx);
+            let (covered, blocked_s) = decode_windows(
+                &video_path,
+                &spec,
+                layout,
+                batch_size,
+                threads,
+                decoder,
+                &tx,
+            );
             // Time spent waiting for the model to take a batch is not decoding.
             ((t.elapsed().as_secs_f64() - blocked_s).max(0.0), covered)
         });
@@ -500,6 +510,7 @@ fn decode_windows(
     layout: Layout,
     batch_size: usize,
     threads: usize,
+    decoder: Decoder,
     tx: &crossbeam_channel::Sender<Result<WindowBatch, PredictError>>,
 ) -> (f64, f64) {
     let mut blocked_s = 0.0;
@@ -516,6 +527,7 @@ fn decode_windows(
         roi: spec.roi,
         resize: Resize::ShortSide(spec.short_side),
         threads,
+        decoder,
     };
     let mut reader = match FrameReader::open(video, &opts) {
         Ok(r) => r,

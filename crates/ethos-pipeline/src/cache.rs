@@ -88,7 +88,7 @@ pub fn build_cache(
         tracing::info!("split {split}: {} events", ds.len());
         all.extend(ds.cache_jobs());
     }
-    let cache = ClipCache::new(&data.cache_dir, cache_params(data));
+    let cache = ClipCache::new(&data.cache_dir, cache_params(data)).with_decoder(data.decoder);
     tracing::info!(
         "caching {} clips into {} with {jobs} job(s): {} frames at {} fps (+{} margin each side), short side {}",
         all.len(),

@@ -252,8 +252,9 @@ impl RunConfig {
 
     /// Hex sha256 of the canonical (sorted-key, compact) JSON of the resolved configuration,
     /// without the keys that cannot change results (`train.resume`, `train.run_dir`,
-    /// `train.log_every_steps`, the inference-only `predict` section, a `pretrain` section left
-    /// at its defaults, so configs without one keep their hash).
+    /// `train.log_every_steps`, the inference-only `predict` section, `data.decoder` (NVDEC and
+    /// the CPU decoder give the same frames), and a `pretrain` section left at its defaults, so
+    /// configs without one keep their hash).
     pub fn hash(&self) -> String {
         let mut r = self.resolved();
         if let Some(m) = r.as_object_mut() {
@@ -261,6 +262,9 @@ impl RunConfig {
             if self.pretrain == ethos_train::pretrain::PretrainConfig::default() {
                 m.remove("pretrain");
             }
+        }
+        if let Some(d) = r.get_mut("data").and_then(Value::as_object_mut) {
+            d.remove("decoder");
         }
         if let Some(t) = r.get_mut("train").and_then(Value::as_object_mut) {
             for k in ["resume", "run_dir", "log_every_steps"] {
@@ -748,6 +752,28 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         assert!(m.contains("train.epochs"), "{m}");
         let m = msg(load("- a\n- b\n", &[]));
         assert!(m.contains("mapping"), "{m}");
+    }
+
+    #[test]
+    fn data_decoder_is_checked_at_load_and_leaves_the_hash_alone() {
+        let c = load(BASE, &[]).unwrap();
+        assert_eq!(c.data.decoder, ethos_video::Decoder::Auto);
+        let cuda = load(BASE, &["data.decoder=cuda"]).unwrap();
+        assert_eq!(cuda.data.decoder, ethos_video::Decoder::Cuda);
+        assert_eq!(cuda.hash(), c.hash());
+        let text = format!("{BASE}").replace("data:\n", "data:\n  decoder: cpu\n");
+        assert_eq!(
+            load(&text, &[]).unwrap().data.decoder,
+            ethos_video::Decoder::Cpu
+        );
+        let m = msg(load(BASE, &["data.decoder=nvidia"]));
+        assert!(
+            m.contains("data.decoder") && m.contains("nvidia") && m.contains("cuda"),
+            "{m}"
+        );
+        let again =
+            RunConfig::from_stored(&cuda.resolved(), Path::new("/x/config.yaml"), &[]).unwrap();
+        assert_eq!(again.data.decoder, ethos_video::Decoder::Cuda);
     }
 
     #[test]

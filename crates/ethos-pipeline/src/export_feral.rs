@@ -49,6 +49,7 @@ fn export_clip(ev: &Event, root: &Path, out: &Path, size: u32) -> Result<()> {
         roi: ev.roi,
         resize: Resize::ShortSide(size),
         threads: 1,
+        decoder: Default::default(),
     };
     let mut r =
         FrameReader::open(&src, &opts).with_context(|| format!("opening {}", src.display()))?;

@@ -124,6 +124,7 @@ fn extract_one(
         roi,
         resize: Resize::None,
         threads: 1,
+        decoder: Default::default(),
     };
     let mut reader = FrameReader::open(src, &opts)?;
     let wopts = WriterOptions {

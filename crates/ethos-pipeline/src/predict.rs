@@ -320,6 +320,7 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
         classes: classes.clone(),
         batch_size: o.batch.unwrap_or(cfg.data.batch_size).clamp(1, MAX_BATCH),
         decoder_threads: o.decoder_threads,
+        decoder: cfg.data.decoder,
         merge,
         smooth_frames: o.smooth_frames,
     };
@@ -388,6 +389,10 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
                     s.model_s
                 );
                 per_video.push(s);
+            }
+            // NVDEC asked for but unusable, or no FFmpeg: every video would fail the same way.
+            Err(predict::PredictError::Video(e)) if e.is_setup_error() => {
+                return Err(Error::from(e).context(tag));
             }
             Err(e) => {
                 tracing::error!("{tag}: FAILED: {e}");

@@ -10,7 +10,7 @@ use ethos_data::dataset::{ClipDataset, load_split_events};
 use ethos_data::error::DataError;
 use ethos_data::loader::{ClipSource, prepare_sample};
 use ethos_data::transforms::ClipTransform;
-use ethos_video::{Clip, ClipRequest, ClipSampler, Resize, Roi};
+use ethos_video::{Clip, ClipRequest, ClipSampler, Decoder, Resize, Roi};
 use serde_json::{Value, json};
 
 use crate::Result;
@@ -42,6 +42,8 @@ pub struct VideoSampleOptions {
     pub roi: Option<Roi>,
     /// Decoder threads (1..=[`MAX_THREADS`]).
     pub threads: usize,
+    /// Which decoder (`--decoder`).
+    pub decoder: Decoder,
     /// Output prefix: `OUT.png` and `OUT.safetensors`.
     pub out: PathBuf,
 }
@@ -105,6 +107,7 @@ pub fn sample_video(o: &VideoSampleOptions) -> Result<Value> {
         resize: o.short_side.map_or(Resize::None, Resize::ShortSide),
     };
     let sampled = ClipSampler::new(o.threads)
+        .with_decoder(o.decoder)
         .sample(&o.video, &req)
         .context(format!("sampling {}", o.video.display()))?;
     let mut meta = HashMap::new();

@@ -6,11 +6,15 @@
 //! the frame's colorspace (unspecified -> BT.601, as `vf_scale`'s `in_color_matrix=auto` does) and the
 //! input range from the frame's `color_range`. At the source size this gives bit-identical RGB.
 
+#[cfg(feature = "ffmpeg")]
 use std::path::Path;
 
+#[cfg(feature = "ffmpeg")]
 use ffmpeg::{ffi, format, frame, software::scaling};
+#[cfg(feature = "ffmpeg")]
 use ffmpeg_next as ffmpeg;
 
+#[cfg(feature = "ffmpeg")]
 use crate::VideoError;
 
 /// A rectangle in source pixels of the upright (rotation-applied) frame: top-left corner and size.
@@ -80,6 +84,7 @@ pub fn output_size(w: u32, h: u32, resize: Resize) -> (u32, u32) {
 }
 
 /// Maps an upright ROI to coded-frame pixels for a clockwise `rotation` of a `cw` x `ch` coded frame.
+#[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
 fn roi_to_coded(roi: Roi, rotation: u32, cw: u32, ch: u32) -> Roi {
     match rotation {
         90 => Roi {
@@ -105,6 +110,7 @@ fn roi_to_coded(roi: Roi, rotation: u32, cw: u32, ch: u32) -> Roi {
 }
 
 /// Converts decoded frames of one stream to upright RGB with a fixed ROI and output size.
+#[cfg(feature = "ffmpeg")]
 pub(crate) struct FrameConverter {
     /// ROI in coded pixels (whole frame when no ROI was asked).
     coded_roi: Roi,
@@ -117,11 +123,15 @@ pub(crate) struct FrameConverter {
     rotation: u32,
     scaler: Option<(format::Pixel, scaling::Context)>,
     rgb: Option<frame::Video>,
+    /// Planar copy of an NV12 (NVDEC) frame.
+    planar: Option<frame::Video>,
 }
 
 // The swscale context is owned exclusively by the converter.
+#[cfg(feature = "ffmpeg")]
 unsafe impl Send for FrameConverter {}
 
+#[cfg(feature = "ffmpeg")]
 impl FrameConverter {
     /// A converter for coded frames of `cw` x `ch` pixels shown rotated clockwise by `rotation`.
     pub fn new(
@@ -174,6 +184,7 @@ impl FrameConverter {
             rotation,
             scaler: None,
             rgb: None,
+            planar: None,
         })
     }
 
@@ -183,7 +194,35 @@ impl FrameConverter {
     }
 
     /// Converts `src` into `out` (`frame_len()` bytes, upright RGB rows).
+    ///
+    /// NV12 frames (NVDEC's 8-bit output) are first re-planarised to YUV420P, losslessly, so they
+    /// take the same swscale path as the CPU decoder's frames and give the same bytes.
     pub fn convert(
+        &mut self,
+        path: &Path,
+        src: &frame::Video,
+        out: &mut [u8],
+    ) -> Result<(), VideoError> {
+        if src.format() != format::Pixel::NV12 {
+            return self.convert_planar(path, src, out);
+        }
+        let mut planar = self
+            .planar
+            .take()
+            .filter(|f| f.width() == src.width() && f.height() == src.height())
+            .unwrap_or_else(|| {
+                frame::Video::new(format::Pixel::YUV420P, src.width(), src.height())
+            });
+        nv12_to_yuv420p(src, &mut planar).map_err(|reason| VideoError::Decode {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let result = self.convert_planar(path, &planar, out);
+        self.planar = Some(planar);
+        result
+    }
+
+    fn convert_planar(
         &mut self,
         path: &Path,
         src: &frame::Video,
@@ -287,7 +326,39 @@ impl FrameConverter {
     }
 }
 
+/// Copies an NV12 frame into a YUV420P frame of the same size: the luma rows as they are, the
+/// interleaved chroma pairs split into the U and V planes; frame properties (colour space, range,
+/// timestamps) are copied too.
+#[cfg(feature = "ffmpeg")]
+fn nv12_to_yuv420p(src: &frame::Video, dst: &mut frame::Video) -> Result<(), String> {
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    // SAFETY: both frames are valid; av_frame_copy_props copies metadata only.
+    if unsafe { ffi::av_frame_copy_props(dst.as_mut_ptr(), src.as_ptr()) } < 0 {
+        return Err("cannot copy the frame's properties".into());
+    }
+    let (ys, uvs) = (src.stride(0), src.stride(1));
+    let (yd, ud, vd) = (dst.stride(0), dst.stride(1), dst.stride(2));
+    for y in 0..h {
+        let row = &src.data(0)[y * ys..y * ys + w];
+        dst.data_mut(0)[y * yd..y * yd + w].copy_from_slice(row);
+    }
+    let mut u_row = vec![0u8; cw];
+    let mut v_row = vec![0u8; cw];
+    for y in 0..ch {
+        let pairs = &src.data(1)[y * uvs..y * uvs + 2 * cw];
+        for (x, uv) in pairs.chunks_exact(2).enumerate() {
+            u_row[x] = uv[0];
+            v_row[x] = uv[1];
+        }
+        dst.data_mut(1)[y * ud..y * ud + cw].copy_from_slice(&u_row);
+        dst.data_mut(2)[y * vd..y * vd + cw].copy_from_slice(&v_row);
+    }
+    Ok(())
+}
+
 /// Sets the YUV->RGB matrix and ranges the way FFmpeg 5.1's `vf_scale` does for the CLI.
+#[cfg(feature = "ffmpeg")]
 fn set_colorspace_like_cli(ctx: &mut scaling::Context, frame: &frame::Video) {
     // SAFETY: the context is valid; sws_getCoefficients returns a static table.
     unsafe {
@@ -395,6 +466,98 @@ mod tests {
                 h: 2
             }
         );
+    }
+
+    /// A `w` x `h` YUV420P frame of pseudo-random samples, BT.709 limited range, and the same
+    /// samples as NV12 (NVDEC's layout).
+    #[cfg(feature = "ffmpeg")]
+    fn yuv_and_nv12(w: u32, h: u32) -> (frame::Video, frame::Video) {
+        crate::init();
+        let mut planar = frame::Video::new(format::Pixel::YUV420P, w, h);
+        let mut nv12 = frame::Video::new(format::Pixel::NV12, w, h);
+        let mut state = 0x2545_f491_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            16 + (state % 220) as u8
+        };
+        let (w, h) = (w as usize, h as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        for y in 0..h {
+            for x in 0..w {
+                let v = next();
+                let (ps, ns) = (planar.stride(0), nv12.stride(0));
+                planar.data_mut(0)[y * ps + x] = v;
+                nv12.data_mut(0)[y * ns + x] = v;
+            }
+        }
+        for y in 0..ch {
+            for x in 0..cw {
+                let (u, v) = (next(), next());
+                let (us, vs, ns) = (planar.stride(1), planar.stride(2), nv12.stride(1));
+                planar.data_mut(1)[y * us + x] = u;
+                planar.data_mut(2)[y * vs + x] = v;
+                nv12.data_mut(1)[y * ns + 2 * x] = u;
+                nv12.data_mut(1)[y * ns + 2 * x + 1] = v;
+            }
+        }
+        for f in [&mut planar, &mut nv12] {
+            f.set_color_space(ffmpeg::color::Space::BT709);
+            f.set_color_range(ffmpeg::color::Range::MPEG);
+        }
+        (planar, nv12)
+    }
+
+    #[cfg(feature = "ffmpeg")]
+    #[test]
+    fn nv12_frames_convert_to_the_same_bytes_as_planar_ones() {
+        let path = Path::new("test");
+        for (w, h) in [(64, 48), (37, 23)] {
+            let (planar, nv12) = yuv_and_nv12(w, h);
+            let mut back = frame::Video::new(format::Pixel::YUV420P, w, h);
+            nv12_to_yuv420p(&nv12, &mut back).unwrap();
+            for plane in 0..3 {
+                let rows = if plane == 0 { h } else { h.div_ceil(2) } as usize;
+                let cols = if plane == 0 { w } else { w.div_ceil(2) } as usize;
+                for y in 0..rows {
+                    let (a, b) = (planar.stride(plane), back.stride(plane));
+                    assert_eq!(
+                        planar.data(plane)[y * a..y * a + cols],
+                        back.data(plane)[y * b..y * b + cols],
+                        "plane {plane} row {y} of {w}x{h}"
+                    );
+                }
+            }
+            let roi = Some(Roi {
+                x: 3,
+                y: 2,
+                w: w - 9,
+                h: h - 5,
+            });
+            for (roi, resize, rotation) in [
+                (None, Resize::None, 0),
+                (roi, Resize::ShortSide(11), 0),
+                (
+                    None,
+                    Resize::Exact {
+                        width: 20,
+                        height: 30,
+                    },
+                    90,
+                ),
+            ] {
+                let mut a = FrameConverter::new(path, w, h, rotation, roi, resize).unwrap();
+                let mut b = FrameConverter::new(path, w, h, rotation, roi, resize).unwrap();
+                let mut out_a = vec![0u8; a.frame_len()];
+                let mut out_b = vec![0u8; b.frame_len()];
+                a.convert(path, &planar, &mut out_a).unwrap();
+                b.convert(path, &nv12, &mut out_b).unwrap();
+                // Twice: the planar buffer is reused.
+                b.convert(path, &nv12, &mut out_b).unwrap();
+                assert!(out_a == out_b, "{w}x{h} {roi:?} {resize:?} {rotation}");
+            }
+        }
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg::{Packet, Rational, codec, decoder, ffi, format, frame, media};
+use ffmpeg::{Packet, Rational, decoder, ffi, format, frame, media};
 use ffmpeg_next as ffmpeg;
 
-use crate::VideoError;
+use crate::hw::{self, OpenedDecoder};
+use crate::{Decoder, VideoError};
 
 /// One video stream of a file, opened for decoding, with its timing facts.
 pub(crate) struct VideoInput {
@@ -22,6 +23,16 @@ pub(crate) struct VideoInput {
     pub rotation: u32,
     decoder: decoder::Video,
     threads: usize,
+    /// The decoder asked for.
+    choice: Decoder,
+    /// The NVDEC decoder's name when NVDEC decodes this stream.
+    pub hardware: Option<&'static str>,
+    /// Frames decoded since opening: `auto` falls back to the CPU when NVDEC fails before its first.
+    frames_out: u64,
+    /// The time of the last seek, to repeat it after falling back.
+    last_seek: Option<f64>,
+    /// The packet in `packet` was refused with EAGAIN and must be sent again.
+    resend: bool,
     eof_sent: bool,
     /// No packet was read since opening or seeking to the very start.
     pub at_start: bool,
@@ -156,8 +167,9 @@ pub(crate) fn stream_rotation(stream: &format::stream::Stream) -> u32 {
 }
 
 impl VideoInput {
-    /// Opens the best video stream of `path` with a decoder using `threads` frame threads (>= 1).
-    pub fn open(path: &Path, threads: usize) -> Result<Self, VideoError> {
+    /// Opens the best video stream of `path` with the decoder `choice` (CPU decoders use
+    /// `threads` frame threads, >= 1).
+    pub fn open(path: &Path, threads: usize, choice: Decoder) -> Result<Self, VideoError> {
         let mut ictx = open_format(path)?;
         let stream_index = video_stream_index(path, &ictx)?;
         check_not_truncated(path, &mut ictx, stream_index)?;
@@ -177,21 +189,8 @@ impl VideoInput {
             .find(|f| f.is_finite() && *f > 0.0 && *f < 1000.0)
             .unwrap_or(25.0);
         let rotation = stream_rotation(&stream);
-        let invalid = |reason: String| VideoError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut ctx = codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| invalid(format!("codec parameters: {e}")))?;
-        ctx.set_threading(codec::threading::Config {
-            kind: codec::threading::Type::Frame,
-            count: threads.max(1),
-            ..Default::default()
-        });
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| invalid(format!("no decoder for this codec: {e}")))?;
+        let OpenedDecoder { decoder, hardware } =
+            hw::open_decoder(path, &stream.parameters(), time_base, threads, choice)?;
         Ok(Self {
             path: path.to_path_buf(),
             ictx,
@@ -202,6 +201,11 @@ impl VideoInput {
             rotation,
             decoder,
             threads: threads.max(1),
+            choice,
+            hardware,
+            frames_out: 0,
+            last_seek: None,
+            resend: false,
             eof_sent: false,
             at_start: true,
             last_ts: None,
@@ -255,10 +259,13 @@ impl VideoInput {
                 "{}: seek to {t:.3}s failed ({ret}); decoding from the start",
                 self.path.display()
             );
-            *self = Self::open(&self.path.clone(), self.threads)?;
+            *self = Self::open(&self.path.clone(), self.threads, self.choice)?;
             return Ok(());
         }
+        // Flushing drops NVDEC's queued surfaces too, so no frame from before the seek comes out.
         self.decoder.flush();
+        self.last_seek = Some(t);
+        self.resend = false;
         self.eof_sent = false;
         self.last_ts = None;
         self.at_start = t <= 0.0;
@@ -291,7 +298,40 @@ impl VideoInput {
 
     /// Decodes the next frame in presentation order into `frame`; returns its time in seconds from
     /// the first frame (best-effort timestamp), or `None` at the end of the stream.
+    ///
+    /// With `auto`, an NVDEC decoder that fails (or ends) before its first frame is replaced by the
+    /// CPU decoder, positioned where the last seek put it.
     pub fn next_frame(&mut self, frame: &mut frame::Video) -> Result<Option<f64>, VideoError> {
+        let result = self.decode_next(frame);
+        let failed = match &result {
+            Err(e) => Some(e.to_string()),
+            Ok(None) => Some("no frames decoded".to_string()),
+            Ok(Some(_)) => None,
+        };
+        match (self.hardware, failed) {
+            (Some(name), Some(reason)) if self.choice == Decoder::Auto && self.frames_out == 0 => {
+                hw::mark_failed(name);
+                hw::log_fallback(&format!(
+                    "{name} failed on {}: {reason}",
+                    self.path.display()
+                ));
+                let resume = self.last_seek;
+                *self = Self::open(&self.path.clone(), self.threads, Decoder::Cpu)?;
+                if let Some(t) = resume {
+                    self.seek(t)?;
+                }
+                self.decode_next(frame)
+            }
+            _ => {
+                if let Ok(Some(_)) = result {
+                    self.frames_out += 1;
+                }
+                result
+            }
+        }
+    }
+
+    fn decode_next(&mut self, frame: &mut frame::Video) -> Result<Option<f64>, VideoError> {
         loop {
             match self.decoder.receive_frame(frame) {
                 Ok(()) => {
@@ -320,6 +360,10 @@ impl VideoInput {
 
     /// Sends the next packet of the video stream to the decoder (or EOF).
     fn feed(&mut self) -> Result<(), VideoError> {
+        if self.resend {
+            self.resend = false;
+            return self.send();
+        }
         loop {
             match self.packet.read(&mut self.ictx) {
                 Ok(()) => {
@@ -327,18 +371,7 @@ impl VideoInput {
                     if self.packet.stream() != self.stream_index {
                         continue;
                     }
-                    return match self.decoder.send_packet(&self.packet) {
-                        Ok(()) => Ok(()),
-                        Err(ffmpeg::Error::InvalidData) => {
-                            // Like the ffmpeg CLI, skip a damaged packet and keep decoding.
-                            tracing::warn!(
-                                "{}: skipping an undecodable packet",
-                                self.path.display()
-                            );
-                            Ok(())
-                        }
-                        Err(e) => Err(self.decode_err(format!("send packet: {e}"))),
-                    };
+                    return self.send();
                 }
                 Err(ffmpeg::Error::Eof) => {
                     self.eof_sent = true;
@@ -349,6 +382,24 @@ impl VideoInput {
                 }
                 Err(e) => return Err(self.decode_err(format!("read packet: {e}"))),
             }
+        }
+    }
+
+    /// Sends `packet` to the decoder; a decoder that is full (EAGAIN: NVDEC's queue) gets it again
+    /// after the next frame is taken out.
+    fn send(&mut self) -> Result<(), VideoError> {
+        match self.decoder.send_packet(&self.packet) {
+            Ok(()) => Ok(()),
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                self.resend = true;
+                Ok(())
+            }
+            Err(ffmpeg::Error::InvalidData) => {
+                // Like the ffmpeg CLI, skip a damaged packet and keep decoding.
+                tracing::warn!("{}: skipping an undecodable packet", self.path.display());
+                Ok(())
+            }
+            Err(e) => Err(self.decode_err(format!("send packet: {e}"))),
         }
     }
 

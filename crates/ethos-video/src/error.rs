@@ -24,6 +24,30 @@ pub enum VideoError {
     /// Encoding or writing an output failed.
     #[error("{path}: encode failed: {reason}")]
     Encode { path: PathBuf, reason: String },
+    /// The `cuda` decoder was asked for but NVDEC cannot decode this stream here.
+    #[error(
+        "{path}: decoder `cuda` (data.decoder / --decoder) cannot be used: {reason}; \
+         use `auto` (NVDEC when it works, else the CPU) or `cpu`"
+    )]
+    HwDecoder { path: PathBuf, reason: String },
+    /// This build of ethos has no FFmpeg (built without the `ffmpeg` feature).
+    #[error(
+        "{path}: this ethos build has no FFmpeg (built with --no-default-features), so it cannot \
+         {what}; use a build with the default `ffmpeg` feature, or a decoded-clip cache \
+         (data.mode: cache) built elsewhere"
+    )]
+    NoFfmpeg { path: PathBuf, what: String },
+}
+
+impl VideoError {
+    /// True when the machine or the build is the problem, not the video: NVDEC asked for but
+    /// unusable, or no FFmpeg in this build. Such errors stop a job instead of marking every video bad.
+    pub fn is_setup_error(&self) -> bool {
+        matches!(
+            self,
+            VideoError::HwDecoder { .. } | VideoError::NoFfmpeg { .. }
+        )
+    }
 }
 
 impl ethos_core::Classify for VideoError {

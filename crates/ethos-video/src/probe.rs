@@ -1,11 +1,17 @@
 //! [`probe`]: facts about a video file.
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "ffmpeg")]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(feature = "ffmpeg")]
 use ffmpeg::{Packet, ffi};
+#[cfg(feature = "ffmpeg")]
 use ffmpeg_next as ffmpeg;
 
+#[cfg(feature = "ffmpeg")]
 use crate::VideoError;
+#[cfg(feature = "ffmpeg")]
 use crate::decode::{
     check_not_truncated, open_format, rational_f64, stream_rotation, video_stream_index,
 };
@@ -66,13 +72,16 @@ impl VideoInfo {
 }
 
 /// Packets scanned for the keyframe interval when the frame count comes from the container.
+#[cfg(feature = "ffmpeg")]
 const GOP_SCAN_PACKETS: usize = 1500;
 /// Keyframes after which the GOP scan stops.
+#[cfg(feature = "ffmpeg")]
 const GOP_SCAN_KEYFRAMES: usize = 4;
 
 /// Probes `path`: codec, size, rates, frame count, duration, start time, keyframe interval,
 /// rotation. Reads packets (no decoding) over the first GOPs, or over the whole file when the
 /// container has no frame count.
+#[cfg(feature = "ffmpeg")]
 pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
     let mut ictx = open_format(path)?;
     let index = video_stream_index(path, &ictx)?;
@@ -223,6 +232,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
 }
 
 /// The most common distance between consecutive keyframe packet positions (ties: the smaller).
+#[cfg(feature = "ffmpeg")]
 fn most_common_gap(keyframes: &[u64]) -> Option<u32> {
     let mut gaps: Vec<u64> = keyframes.windows(2).map(|w| w[1] - w[0]).collect();
     if gaps.is_empty() {
@@ -241,7 +251,7 @@ fn most_common_gap(keyframes: &[u64]) -> Option<u32> {
     u32::try_from(best.0).ok()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ffmpeg"))]
 mod tests {
     use super::most_common_gap;
 

@@ -1,12 +1,20 @@
 //! [`FrameReader`]: sequential, bounded-memory decode of a (long) video at a target rate.
 
+#[cfg(feature = "ffmpeg")]
 use std::path::Path;
 
+#[cfg(feature = "ffmpeg")]
 use ffmpeg_next::frame;
 
+use crate::Decoder;
+#[cfg(feature = "ffmpeg")]
 use crate::VideoError;
-use crate::convert::{FrameConverter, Resize, Roi};
+#[cfg(feature = "ffmpeg")]
+use crate::convert::FrameConverter;
+use crate::convert::{Resize, Roi};
+#[cfg(feature = "ffmpeg")]
 use crate::decode::VideoInput;
+#[cfg(feature = "ffmpeg")]
 use crate::sampler::TIME_EPS;
 
 /// Options of a [`FrameReader`].
@@ -24,6 +32,8 @@ pub struct ReaderOptions {
     pub resize: Resize,
     /// Decoder frame threads (>= 1).
     pub threads: usize,
+    /// Which decoder (`auto`: NVDEC when it opens, else the CPU).
+    pub decoder: Decoder,
 }
 
 impl Default for ReaderOptions {
@@ -35,6 +45,7 @@ impl Default for ReaderOptions {
             roi: None,
             resize: Resize::None,
             threads: 1,
+            decoder: Decoder::default(),
         }
     }
 }
@@ -42,6 +53,7 @@ impl Default for ReaderOptions {
 /// Reads frames in order. With a target rate, output `k` is the frame shown at
 /// `start_s + k / fps` (the sampler's time convention); reading stops at `end_s` or at the end of
 /// the video. Holds at most three decoded frames.
+#[cfg(feature = "ffmpeg")]
 pub struct FrameReader {
     input: VideoInput,
     conv: FrameConverter,
@@ -57,6 +69,7 @@ pub struct FrameReader {
     done: bool,
 }
 
+#[cfg(feature = "ffmpeg")]
 impl FrameReader {
     /// Opens `path` and positions it at `opts.start_s`.
     pub fn open(path: &Path, opts: &ReaderOptions) -> Result<Self, VideoError> {
@@ -83,7 +96,7 @@ impl FrameReader {
         {
             return Err(bad(format!("fps {fps} must be positive")));
         }
-        let mut input = VideoInput::open(path, opts.threads)?;
+        let mut input = VideoInput::open(path, opts.threads, opts.decoder)?;
         let conv = FrameConverter::new(
             path,
             input.coded_width(),
@@ -119,6 +132,11 @@ impl FrameReader {
     /// Output height in pixels.
     pub fn height(&self) -> u32 {
         self.conv.out_height
+    }
+
+    /// The NVDEC decoder's name (`h264_cuvid`, ...) when NVDEC decodes this video, `None` on the CPU.
+    pub fn hardware_decoder(&self) -> Option<&'static str> {
+        self.input.hardware
     }
 
     /// Output rate in frames per second (the target rate, or the video's real rate when reading

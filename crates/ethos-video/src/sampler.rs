@@ -13,11 +13,15 @@
 
 use std::path::Path;
 
+#[cfg(feature = "ffmpeg")]
 use ffmpeg_next::frame;
 
-use crate::convert::{FrameConverter, Resize, Roi};
+#[cfg(feature = "ffmpeg")]
+use crate::convert::FrameConverter;
+use crate::convert::{Resize, Roi};
+#[cfg(feature = "ffmpeg")]
 use crate::decode::VideoInput;
-use crate::{Clip, VideoError};
+use crate::{Clip, Decoder, VideoError};
 
 /// Tolerance of the time convention, in seconds.
 pub const TIME_EPS: f64 = 1e-6;
@@ -103,7 +107,9 @@ pub struct SampledClip {
 /// Samples frames from video files; cheap to create, holds no file open between calls.
 #[derive(Clone, Debug)]
 pub struct ClipSampler {
+    #[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
     threads: usize,
+    decoder: Decoder,
 }
 
 impl Default for ClipSampler {
@@ -118,7 +124,19 @@ impl ClipSampler {
     pub fn new(decoder_threads: usize) -> Self {
         Self {
             threads: decoder_threads.max(1),
+            decoder: Decoder::default(),
         }
+    }
+
+    /// The same sampler decoding with `decoder` (`auto` by default).
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        self.decoder = decoder;
+        self
+    }
+
+    /// The decoder this sampler asks for.
+    pub fn decoder(&self) -> Decoder {
+        self.decoder
     }
 
     /// Samples the frames of `req` (see [`ClipRequest::sample_times`]).
@@ -128,6 +146,7 @@ impl ClipSampler {
     }
 
     /// Samples the frames shown at `times_s` (seconds from the first frame, ascending).
+    #[cfg(feature = "ffmpeg")]
     pub fn sample_times(
         &self,
         path: &Path,
@@ -149,7 +168,7 @@ impl ClipSampler {
             return Err(bad("sample times must be ascending".into()));
         }
         let targets: Vec<f64> = times_s.iter().map(|t| t.max(0.0)).collect();
-        let mut input = VideoInput::open(path, self.threads)?;
+        let mut input = VideoInput::open(path, self.threads, self.decoder)?;
         let mut conv = FrameConverter::new(
             path,
             input.coded_width(),

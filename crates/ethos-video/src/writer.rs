@@ -1,11 +1,15 @@
 //! [`ClipWriter`]: encodes RGB frames to H.264 / HEVC / MPEG-4 Part 2 in mp4, avi or mkv.
 
+#[cfg(feature = "ffmpeg")]
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+#[cfg(feature = "ffmpeg")]
 use ffmpeg::{Dictionary, Packet, Rational, codec, encoder, format, frame, software::scaling};
+#[cfg(feature = "ffmpeg")]
 use ffmpeg_next as ffmpeg;
 
+#[cfg(feature = "ffmpeg")]
 use crate::VideoError;
 
 /// Video codec of a [`ClipWriter`].
@@ -75,6 +79,7 @@ impl Default for WriterOptions {
 /// Encodes uint8 RGB frames `(H, W, 3)` into a video file; the container follows the extension
 /// (`.mp4`, `.avi`, `.mkv`, ...). Writes to a temporary file next to `path`, renamed over `path` by
 /// [`ClipWriter::finish`], so a crash never leaves a half-written file under the final name.
+#[cfg(feature = "ffmpeg")]
 pub struct ClipWriter {
     path: PathBuf,
     tmp_path: PathBuf,
@@ -93,8 +98,10 @@ pub struct ClipWriter {
 }
 
 // The FFmpeg contexts are owned exclusively by the writer and never shared.
+#[cfg(feature = "ffmpeg")]
 unsafe impl Send for ClipWriter {}
 
+#[cfg(feature = "ffmpeg")]
 impl ClipWriter {
     /// Creates a writer for frames of `width` x `height` pixels (both even, as yuv420p needs).
     pub fn create(
@@ -308,6 +315,7 @@ impl ClipWriter {
     }
 }
 
+#[cfg(feature = "ffmpeg")]
 impl Drop for ClipWriter {
     fn drop(&mut self) {
         if !self.finished {
@@ -317,11 +325,13 @@ impl Drop for ClipWriter {
     }
 }
 
+#[cfg(feature = "ffmpeg")]
 pub(crate) fn libc_eagain() -> i32 {
     ffmpeg::util::error::EAGAIN
 }
 
 /// The encoder for `codec`, and which codec it really is (H.264 falls back to MPEG-4).
+#[cfg(feature = "ffmpeg")]
 fn find_encoder(codec: Codec) -> Option<(ffmpeg::Codec, Codec)> {
     match codec {
         Codec::H264 => match encoder::find_by_name("libx264") {
@@ -337,6 +347,7 @@ fn find_encoder(codec: Codec) -> Option<(ffmpeg::Codec, Codec)> {
 }
 
 /// Whether `codec` can be written by this FFmpeg build without falling back.
+#[cfg(feature = "ffmpeg")]
 pub fn encoder_available(codec: Codec) -> bool {
     crate::init();
     match codec {

@@ -1,5 +1,7 @@
 //! Bad files and requests give a `VideoError` that names the file, never a panic.
 
+#![cfg(feature = "ffmpeg")]
+
 mod common;
 
 use ethos_core::Classify;

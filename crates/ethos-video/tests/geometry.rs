@@ -1,5 +1,7 @@
 //! ROI crop + resize against known content, and rotation metadata.
 
+#![cfg(feature = "ffmpeg")]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! `ffmpeg -vf select=eq(n,K) -pix_fmt rgb24` for the frames the time convention names, across codecs,
 //! containers, B-frames, a non-zero start time and a variable frame rate. Probe counts match.
 
+#![cfg(feature = "ffmpeg")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

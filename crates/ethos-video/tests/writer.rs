@@ -1,6 +1,8 @@
 //! ClipWriter round trips: every codec/container writes a file that the ffprobe CLI reads back
 //! with the right codec, size, frame count and keyframe interval.
 
+#![cfg(feature = "ffmpeg")]
+
 use ethos_core::Classify;
 use std::path::Path;
 use std::process::Command;

@@ -19,10 +19,16 @@ pub struct Args {
     /// Override a config key, e.g. `--set data.cache_short_side=320` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Video decoder: auto (NVDEC when a CUDA device is there, else the CPU), cpu or cuda;
+    /// sets `data.decoder`.
+    #[arg(long, value_name = "auto|cpu|cuda")]
+    pub decoder: Option<ethos_video::Decoder>,
 }
 
 /// Runs `ethos cache`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    args.set
+        .extend(args.decoder.map(|d| format!("data.decoder={d}")));
     let cfg = ethos_pipeline::RunConfig::load(&args.config, &args.set)?;
     let bar = crate::progress::Bar::new("cache", "clips");
     let s = ethos_pipeline::cache::build_cache(&cfg, args.jobs, !args.quick, &bar)?;

@@ -61,6 +61,10 @@ pub struct Args {
     /// Decoder threads per video.
     #[arg(long, default_value_t = 2)]
     pub decoder_threads: usize,
+    /// Video decoder: auto (NVDEC when a CUDA device is there, else the CPU), cpu or cuda;
+    /// sets `data.decoder`.
+    #[arg(long, value_name = "auto|cpu|cuda")]
+    pub decoder: Option<ethos_video::Decoder>,
     /// Per-frame heads (FERAL): centred moving average of `NAME.frames.csv` over this many frames
     /// (0 = none).
     #[arg(long, default_value_t = 0)]
@@ -75,7 +79,9 @@ pub struct Args {
 }
 
 /// Runs `ethos predict`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    args.set
+        .extend(args.decoder.map(|d| format!("data.decoder={d}")));
     let s = predict(&PredictOptions {
         checkpoint: args.checkpoint,
         config: args.config,

@@ -36,6 +36,10 @@ pub struct Args {
     /// Decoder threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Video decoder: auto (NVDEC when a CUDA device is there, else the CPU), cpu or cuda; with
+    /// `--config`, sets `data.decoder`.
+    #[arg(long, value_name = "auto|cpu|cuda")]
+    pub decoder: Option<ethos_video::Decoder>,
     /// Output prefix: writes `OUT.png` and `OUT.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
@@ -84,7 +88,9 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
 
 /// Runs `ethos sample`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let c = args.from_config;
+    let mut c = args.from_config;
+    c.set
+        .extend(args.decoder.map(|d| format!("data.decoder={d}")));
     let summary = match &c.config {
         Some(config) => {
             let Some(event) = c.event else {
@@ -122,6 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 short_side: args.short_side,
                 roi: args.roi,
                 threads: args.threads,
+                decoder: args.decoder.unwrap_or_default(),
                 out: args.out,
             })?
         }

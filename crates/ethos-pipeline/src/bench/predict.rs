@@ -277,6 +277,7 @@ pub fn run(args: &PredictBenchOptions) -> Result<BenchOutput> {
                 classes: classes.clone(),
                 batch_size: args.batch,
                 decoder_threads: threads,
+                decoder: ethos_video::Decoder::Cpu,
                 merge: MergeRule {
                     thresholds: vec![Some(0.5); classes.len()],
                     min_duration_s: 1.0,
