@@ -83,6 +83,8 @@ enum Command {
     PretrainIndex(cmd::pretrain_index::Args),
     /// Self-supervised V-JEPA 2 adaptation on unlabelled footage; RUN/encoder/ = Hugging Face folder.
     Pretrain(cmd::pretrain::Args),
+    /// N local data-parallel processes of a command (`ethos launch --nproc 2 -- train --config C`).
+    Launch(cmd::launch::Args),
     /// Annotation-tool files (BORIS, CVAT, Label Studio) → the events CSV; every problem listed.
     Import(cmd::import::Args),
     /// Events → an annotation tool's format (`export boris`: a BORIS project to review in).
@@ -115,6 +117,7 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::PretrainIndex(args) => cmd::pretrain_index::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
+        Command::Launch(args) => cmd::launch::run(args),
         Command::Model(args) => cmd::model::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Export(args) => cmd::export::run(args),
@@ -127,6 +130,9 @@ fn main() {
 
 fn init_logging(verbose: u8, color: Color) {
     use tracing_subscriber::EnvFilter;
+    // Ranks other than 0 of a data-parallel run: warnings and errors only, whatever RUST_LOG
+    // says (a job script exports it for every rank); `-v` still opens them up.
+    let quiet_rank = verbose == 0 && ethos_pipeline::distributed::is_secondary_rank();
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -140,7 +146,11 @@ fn init_logging(verbose: u8, color: Color) {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = if quiet_rank {
+        EnvFilter::new("warn")
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -14,5 +14,6 @@ pub mod loader;
 pub mod manifest;
 pub mod rng;
 pub mod sampler;
+pub mod shard;
 pub mod synth;
 pub mod transforms;

@@ -35,6 +35,7 @@ use crate::dataset::{ClipDataset, LoadedClip};
 use crate::error::DataError;
 use crate::rng::sample_rng;
 use crate::sampler::Sampler;
+use crate::shard::Shard;
 use crate::transforms::{ClipTransform, Layout, TransformParams, TransformScratch};
 
 /// Where a loader gets uint8 clips and labels from ([`ClipDataset`], or a test source).
@@ -293,6 +294,7 @@ pub struct Loader {
     transform: Arc<ClipTransform>,
     opts: LoaderOptions,
     pool: Arc<BufferPool>,
+    shard: Shard,
 }
 
 impl Loader {
@@ -313,7 +315,15 @@ impl Loader {
             transform: Arc::new(transform),
             opts,
             pool,
+            shard: Shard::Whole,
         }
+    }
+
+    /// This loader delivering only `shard`'s positions of each epoch (a data-parallel rank);
+    /// `batch_size` is then the global batch for [`Shard::SplitBatches`].
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// Bytes of one full batch of float32 inputs.
@@ -330,12 +340,8 @@ impl Loader {
 
     /// Number of batches of an epoch of `epoch_len` positions.
     pub fn num_batches(&self, epoch_len: usize) -> usize {
-        let b = self.opts.batch_size;
-        if self.opts.drop_last {
-            epoch_len / b
-        } else {
-            epoch_len.div_ceil(b)
-        }
+        self.shard
+            .num_batches(epoch_len, self.opts.batch_size, self.opts.drop_last)
     }
 
     /// The batches of `epoch`, in sampler order.
@@ -360,6 +366,7 @@ impl Loader {
             order,
             epoch,
             pool: Arc::clone(&self.pool),
+            shard: self.shard,
         });
         let window = Arc::new(Window {
             state: Mutex::new(WindowState {
@@ -402,13 +409,16 @@ struct EpochJob {
     order: Vec<usize>,
     epoch: u64,
     pool: Arc<BufferPool>,
+    shard: Shard,
 }
 
 impl EpochJob {
     fn build_batch(&self, b: usize, scratch: &mut TransformScratch) -> Result<Batch, DataError> {
         let o = &self.opts;
-        let positions: Vec<usize> =
-            (b * o.batch_size..((b + 1) * o.batch_size).min(self.order.len())).collect();
+        let positions: Vec<usize> = self
+            .shard
+            .batch_positions(b, self.order.len(), o.batch_size)
+            .collect();
         let size = self.transform.input_size();
         let shape = o.layout.shape(positions.len(), o.num_frames, size, size);
         let per_sample = 3 * o.num_frames * size * size;
@@ -659,6 +669,30 @@ mod tests {
         assert_eq!(one, collect(&loader(0), 3, 0)); // on the calling thread
         assert_eq!(&one[5..], &collect(&loader(4), 3, 5)[..]); // resume at batch 5
         assert_ne!(one, collect(&loader(4), 4, 0)); // another epoch differs
+    }
+
+    #[test]
+    fn rank_shards_rebuild_the_single_process_batches_sample_for_sample() {
+        let whole = collect(&loader(2), 3, 0);
+        let labels: Vec<usize> = (0..23usize)
+            .map(|i| usize::from(i.is_multiple_of(5)))
+            .collect();
+        let sampler = BalancedSampler::new(&labels, None);
+        // Batches of 3 over 2 ranks: shares of 1 and 2, augmentation drawn per global position.
+        let ranks: Vec<Vec<Batch>> = (0..2)
+            .map(|r| {
+                let l = loader(r + 1).with_shard(crate::shard::Shard::training(r, 2));
+                assert_eq!(l.num_batches(23), whole.len());
+                l.epoch_from(&sampler, 3, 2).map(|b| b.unwrap()).collect()
+            })
+            .collect();
+        for (i, w) in whole[2..].iter().enumerate() {
+            let (a, b) = (&ranks[0][i], &ranks[1][i]);
+            let inputs: Vec<f32> = a.inputs.iter().chain(b.inputs.iter()).copied().collect();
+            assert_eq!(inputs, w.inputs.to_vec(), "batch {}", i + 2);
+            assert_eq!([a.positions.clone(), b.positions.clone()].concat(), w.positions);
+            assert_eq!([a.labels.clone(), b.labels.clone()].concat(), w.labels);
+        }
     }
 
     #[test]

@@ -252,9 +252,9 @@ impl RunConfig {
 
     /// Hex sha256 of the canonical (sorted-key, compact) JSON of the resolved configuration,
     /// without the keys that cannot change results (`train.resume`, `train.run_dir`,
-    /// `train.log_every_steps`, the inference-only `predict` section, `data.decoder` (NVDEC and
-    /// the CPU decoder give the same frames), and a `pretrain` section left at its defaults, so
-    /// configs without one keep their hash).
+    /// `train.log_every_steps`, `train.dist_backend`, `train.dist_timeout`, the inference-only
+    /// `predict` section, `data.decoder` (NVDEC and the CPU decoder give the same frames), and a
+    /// `pretrain` section left at its defaults, so configs without one keep their hash).
     pub fn hash(&self) -> String {
         let mut r = self.resolved();
         if let Some(m) = r.as_object_mut() {
@@ -267,7 +267,13 @@ impl RunConfig {
             d.remove("decoder");
         }
         if let Some(t) = r.get_mut("train").and_then(Value::as_object_mut) {
-            for k in ["resume", "run_dir", "log_every_steps"] {
+            for k in [
+                "resume",
+                "run_dir",
+                "log_every_steps",
+                "dist_backend",
+                "dist_timeout",
+            ] {
                 t.remove(k);
             }
         }
@@ -423,15 +429,26 @@ fn check_train_model(
             train.metric_key
         ));
     }
-    if train.grad_checkpointing {
-        return Err(
-            "train.grad_checkpointing = true: per-block recomputation is not implemented yet; \
-             set it to false and reduce data.batch_size, data.chunk_length or freeze more layers \
-             (model.freeze_encoder_layers) instead"
-                .into(),
-        );
+    if train.grad_checkpointing && !checkpointing_archs().contains(&model.arch) {
+        return Err(format!(
+            "train.grad_checkpointing = true: model.arch {} has no per-block activation \
+             checkpointing (it exists for {}); set it to false and reduce data.batch_size instead",
+            model.arch,
+            checkpointing_archs()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
     }
     Ok(())
+}
+
+/// Architectures whose models recompute activations block by block
+/// (`VideoModel::supports_checkpointing`): the transformer models.
+fn checkpointing_archs() -> [ethos_models::config::Arch; 2] {
+    use ethos_models::config::Arch;
+    [Arch::Vjepa2, Arch::Mvit]
 }
 
 fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -693,6 +710,30 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         assert!(m.contains("optimm") && m.contains("`optim`"), "{m}");
         let m = msg(load(BASE, &["train.amp=bf61"]));
         assert!(m.contains("train.amp") && m.contains("bf16"), "{m}");
+    }
+
+    #[test]
+    fn checkpointing_needs_a_transformer_and_dist_keys_leave_the_hash() {
+        let c = load(BASE, &["train.grad_checkpointing=true"]).unwrap();
+        assert!(c.train.grad_checkpointing);
+        let m = msg(load(
+            BASE,
+            &[
+                "train.grad_checkpointing=true",
+                "model.arch=r3d_18",
+                "model.preset=r3d_demo",
+            ],
+        ));
+        assert!(
+            m.contains("train.grad_checkpointing") && m.contains("r3d_18"),
+            "{m}"
+        );
+        let h = load(BASE, &[]).unwrap().hash();
+        let c = load(BASE, &["train.dist_backend=gloo", "train.dist_timeout=60"]).unwrap();
+        assert_eq!(c.train.dist_timeout, 60.0);
+        assert_eq!(c.hash(), h);
+        let m = msg(load(BASE, &["train.dist_backend=mpi"]));
+        assert!(m.contains("train.dist_backend"), "{m}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::process::Command;
 use ethos_core::Error;
 
 use crate::Result;
+use crate::slurm_parallel::{self, Parallel, Tasks};
 
 /// The kind of job script to write.
 #[derive(Debug, Clone)]
@@ -42,6 +43,9 @@ pub struct TrainArgs {
     /// Extra `--set key=value` overrides passed to `ethos train`.
     #[cfg_attr(feature = "clap", arg(long = "set", value_name = "KEY=VALUE"))]
     pub overrides: Vec<String>,
+    /// Data parallel across GPUs and nodes (`--nodes`, `--gpus-per-node`).
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub parallel: Parallel,
     #[cfg_attr(feature = "clap", command(flatten))]
     pub common: Common,
 }
@@ -154,6 +158,24 @@ pub struct Emitted {
 /// Writes the job's script (to `--out`, else returns it for stdout) and submits it with `sbatch`
 /// when asked.
 pub fn emit(job: &Job) -> Result<Emitted> {
+    // Account, partition and QoS are checked against the cluster where its tools answer.
+    let mut job = job.clone();
+    let common = match &mut job {
+        Job::Train(t) => &mut t.common,
+        Job::Predict(p) => &mut p.common,
+    };
+    let checked = crate::slurm_checks::check(
+        common.account.as_deref(),
+        common.partition.as_deref(),
+        common.qos.as_deref(),
+        crate::slurm_checks::current_user().as_deref(),
+        &crate::slurm_checks::run_tool,
+    )?;
+    for w in &checked.warnings {
+        tracing::warn!("{w}");
+    }
+    common.account = checked.account;
+    let job = &job;
     let (script, common) = match job {
         Job::Train(t) => (train_script(t)?, &t.common),
         Job::Pretrain(t) => (
@@ -223,7 +245,8 @@ fn resumable_script(t: &TrainArgs, command: &str, default_name: &str) -> Result<
         .job_name
         .clone()
         .unwrap_or_else(|| default_name.into());
-    render(&t.common, &name, None, &cmd)
+    let tasks = t.parallel.tasks(t.common.gpus)?;
+    render(&t.common, &name, None, &cmd, tasks.map(|k| (&t.parallel, k)))
 }
 
 fn predict_script(p: &PredictArgs) -> Result<String> {
@@ -254,11 +277,18 @@ fn predict_script(p: &PredictArgs) -> Result<String> {
         .job_name
         .clone()
         .unwrap_or_else(|| "ethos-predict".into());
-    render(&p.common, &name, Some(p.array), &cmd)
+    render(&p.common, &name, Some(p.array), &cmd, None)
 }
 
 /// Renders the sbatch script. `ethos_args` are shell words; `${...}` in them is left for the shell.
-fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> Result<String> {
+/// With `tasks`, a data-parallel job: `srun` starts one rank per task.
+fn render(
+    c: &Common,
+    name: &str,
+    array: Option<u32>,
+    ethos_args: &[String],
+    tasks: Option<(&Parallel, Tasks)>,
+) -> Result<String> {
     validate_time(&c.time)?;
     if c.on_timeout == OnTimeout::Resubmit && c.out.is_none() {
         return Err(Error::bad_input(
@@ -298,8 +328,10 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
         }
     }
     writeln!(w, "#SBATCH --time={}", c.time)?;
-    if c.gpus > 0 {
-        writeln!(w, "#SBATCH --gres=gpu:{}", c.gpus)?;
+    match &tasks {
+        Some((_, t)) => write!(w, "{}", slurm_parallel::sbatch_lines(t))?,
+        None if c.gpus > 0 => writeln!(w, "#SBATCH --gres=gpu:{}", c.gpus)?,
+        None => {}
     }
     writeln!(w, "#SBATCH --cpus-per-task={}", c.cpus)?;
     writeln!(w, "#SBATCH --mem={}", shell_word_check(&c.mem)?)?;
@@ -351,6 +383,9 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
         "# ethos writes one flushed log line per step when stderr is not a terminal."
     )?;
     writeln!(w, "export RUST_LOG=${{RUST_LOG:-info}}")?;
+    if let Some((p, t)) = &tasks {
+        write!(w, "{}", slurm_parallel::environment(p, t))?;
+    }
     writeln!(
         w,
         "ETHOS=${{ETHOS_BIN:-{}}}",
@@ -376,7 +411,11 @@ fn render(c: &Common, name: &str, array: Option<u32>, ethos_args: &[String]) -> 
         "echo \"ethos-slurm: job ${{SLURM_JOB_ID:-?}} on $(hostname) at $(date -Is)\" >&2"
     )?;
     let words: Vec<String> = ethos_args.iter().map(|a| quote_keep_vars(a)).collect();
-    writeln!(w, "\"$ETHOS\" {} &", words.join(" "))?;
+    let launcher = tasks
+        .as_ref()
+        .map(|(_, t)| format!("{} ", slurm_parallel::launcher(t)))
+        .unwrap_or_default();
+    writeln!(w, "{launcher}\"$ETHOS\" {} &", words.join(" "))?;
     writeln!(w, "child=$!")?;
     writeln!(
         w,

@@ -54,6 +54,13 @@ impl LoaderSource {
             chunk_layout,
         }
     }
+
+    /// This source delivering only `shard`'s part of each epoch (a data-parallel rank):
+    /// `Shard::SplitBatches` for training, `Shard::Blocks` for evaluation.
+    pub fn with_shard(mut self, shard: ethos_data::shard::Shard) -> Self {
+        self.loader = self.loader.with_shard(shard);
+        self
+    }
 }
 
 impl BatchSource for LoaderSource {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ethos_core::{Error, Layout, ResultExt};
 use ethos_data::dataset::ClipDataset;
+use ethos_data::shard::Shard;
 use ethos_data::sampler::{BalancedSampler, Sampler, ShuffleSampler};
 use ethos_data::transforms::ClipTransform;
 use ethos_eval::metrics::MetricKey;
@@ -13,6 +14,7 @@ use ethos_models::VideoModel;
 use ethos_models::config::HeadKind;
 use ethos_train::checkpoint;
 use ethos_train::config::SamplerKind;
+use ethos_train::data_parallel::DataParallel;
 use ethos_train::loss::FocalLoss;
 use ethos_train::optim::{Accumulation, AdamW};
 use ethos_train::trainer::{self, BatchSource, FitOutcome, Progress, Trainer, TrainerSetup};
@@ -20,6 +22,7 @@ use tch::{Device, nn};
 
 use crate::Result;
 use crate::config::RunConfig;
+use crate::distributed;
 use crate::run_dir::{self, RunStart};
 use crate::source::{self, LoaderSource};
 
@@ -85,14 +88,38 @@ pub fn make_loss(cfg: &RunConfig, train_labels: &[usize]) -> Result<FocalLoss> {
 }
 
 /// Trains as configured into the run directory [`run_dir::plan_start`] picks.
+///
+/// Started as one rank of a data-parallel run (`ethos launch`, torchrun or `srun` variables),
+/// it joins the process group first; rank 0 decides where the run starts and is the only rank
+/// that writes (see [`crate::distributed`]).
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
-    let RunStart { run_dir, resume } =
-        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)?;
+    let rdv = distributed::rendezvous()?;
+    distributed::check_config(cfg, rdv.world_size)?;
+    let device = distributed::rank_device(device_of(cfg)?, &rdv)?;
+    let group = distributed::join(cfg, &rdv, device)?;
+    let summary = train_ranks(cfg, opts, device, group.as_ref())?;
+    if let Some(g) = group {
+        g.shutdown()?;
+    }
+    Ok(summary)
+}
+
+fn train_ranks(
+    cfg: &RunConfig,
+    opts: &TrainOptions,
+    device: Device,
+    dp: Option<&DataParallel>,
+) -> Result<TrainSummary> {
+    let (run_dir, resume) = distributed::on_main(dp, || {
+        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)
+            .map(|RunStart { run_dir, resume }| (run_dir, resume))
+    })?;
+    let writes = dp.is_none_or(DataParallel::is_main);
+    let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
     let mut cfg = cfg.clone();
     cfg.train.run_dir = Some(run_dir.clone());
     let cfg = &cfg;
     // Everything that can fail on the user's input is checked before the run directory is written.
-    let device = device_of(cfg)?;
     let resume_ck = match &resume {
         Some(p) => Some((
             p.clone(),
@@ -102,15 +129,17 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let metric_key = MetricKey::parse(&cfg.train.metric_key, &cfg.data.classes)
         .context(format!("config {}: train.metric_key", cfg.path.display()))?;
-    let train_ds = source::open_split(&cfg.data, "train")?;
-    let val_ds = source::open_split(&cfg.data, "val")?;
+    let train_ds = distributed::main_first(dp, || source::open_split(&cfg.data, "train"))?;
+    let val_ds = distributed::main_first(dp, || source::open_split(&cfg.data, "val"))?;
     let loss = make_loss(cfg, &train_ds.labels())?;
 
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
-    ethos_core::fs::clean_stale_temps(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
-    let config_path = run_dir.join("config.yaml");
-    ethos_core::fs::write_bytes_atomic(&config_path, cfg.to_yaml().as_bytes())
-        .map_err(|e| Error::output_io(&config_path, e))?;
+    if writes {
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+        ethos_core::fs::clean_stale_temps(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+        let config_path = run_dir.join("config.yaml");
+        ethos_core::fs::write_bytes_atomic(&config_path, cfg.to_yaml().as_bytes())
+            .map_err(|e| Error::output_io(&config_path, e))?;
+    }
     let hash = cfg.hash();
     tracing::info!(
         "config {} (hash {}), run directory {}",
@@ -137,8 +166,10 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         cfg.data.std,
     );
     let train_src =
-        source::train_source(&cfg.data, Arc::clone(&train_ds), train_tf, sampler, layout);
-    let val_src = source::eval_source(&cfg.data, Arc::clone(&val_ds), layout);
+        source::train_source(&cfg.data, Arc::clone(&train_ds), train_tf, sampler, layout)
+            .with_shard(Shard::training(rank, world));
+    let val_src = source::eval_source(&cfg.data, Arc::clone(&val_ds), layout)
+        .with_shard(Shard::evaluation(rank, world));
 
     let accumulation = Accumulation {
         steps: cfg.optim.accumulation_steps.max(1),
@@ -185,7 +216,13 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     if let Some(st) = stages {
         tr.set_stages(st);
     }
-    crate::run_logs::attach(&mut tr, cfg, &run_dir)?;
+    // TensorBoard and per-sample records are run files: rank 0 writes them.
+    if writes {
+        crate::run_logs::attach(&mut tr, cfg, &run_dir)?;
+    }
+    if let Some(dp) = dp {
+        tr = tr.with_data_parallel(dp)?;
+    }
     let outcome = tr.fit(&train_src, &val_src)?;
     let best = match outcome {
         FitOutcome::Interrupted { .. } => {
@@ -208,6 +245,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         &train_ds,
         &val_src,
         layout,
+        dp,
     )?;
     Ok(TrainSummary {
         run_dir,
@@ -254,7 +292,8 @@ fn log_model(
 }
 
 /// After training: loads the run's checkpoint (best, else last), writes `metrics.json` (val) and
-/// `per_sample_loss.csv`.
+/// `per_sample_loss.csv`. Data parallel: rank 0 loads the checkpoint and sends it to the others,
+/// every rank evaluates its block, rank 0 writes.
 #[allow(clippy::too_many_arguments)]
 fn finish_run(
     cfg: &RunConfig,
@@ -266,36 +305,52 @@ fn finish_run(
     train_ds: &Arc<ClipDataset>,
     val_src: &LoaderSource,
     layout: Layout,
+    dp: Option<&DataParallel>,
 ) -> Result<()> {
-    let ck_path = run_dir::run_checkpoint(run_dir)?;
-    let ck = checkpoint::load(&ck_path)?;
-    checkpoint::copy_into_varstore(&ck_path, vs, &ck.model)?;
-    let progress = Progress::new(cfg.train.log_every_steps);
+    let writes = dp.is_none_or(DataParallel::is_main);
+    let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
+    let loaded = distributed::on_main(dp, || {
+        let ck_path = run_dir::run_checkpoint(run_dir)?;
+        let ck = checkpoint::load(&ck_path)?;
+        checkpoint::copy_into_varstore(&ck_path, vs, &ck.model)?;
+        Ok((ck_path, ck.state.best_epoch.or(Some(ck.state.epochs_done))))
+    })?;
+    if let Some(dp) = dp {
+        dp.broadcast_variables(vs, true)?;
+    }
+    let (ck_path, epoch) = loaded;
+    let progress = if writes {
+        Progress::new(cfg.train.log_every_steps)
+    } else {
+        Progress::silent()
+    };
     let amp = cfg.train.amp;
     let agg = cfg.model.clip_aggregation;
-    let val = trainer::evaluate(model, val_src, loss, device, amp, agg, &progress)?;
+    let val = trainer::evaluate_ranks(model, val_src, loss, device, amp, agg, &progress, dp)?;
     let val_m = val.metrics(&cfg.data.classes)?;
     let mut json = serde_json::to_value(&val_m).unwrap_or_default();
     if let Some(o) = json.as_object_mut() {
         o.insert("split".into(), "val".into());
         o.insert("checkpoint".into(), ck_path.display().to_string().into());
-        o.insert(
-            "epoch".into(),
-            ck.state.best_epoch.or(Some(ck.state.epochs_done)).into(),
-        );
+        o.insert("epoch".into(), epoch.into());
     }
-    crate::write_json(&run_dir.join("metrics.json"), &json)?;
+    if writes {
+        crate::write_json(&run_dir.join("metrics.json"), &json)?;
+    }
     if cfg.train.save_per_sample_loss {
-        let train_src = source::eval_source(&cfg.data, Arc::clone(train_ds), layout);
-        let tr = trainer::evaluate(model, &train_src, loss, device, amp, agg, &progress)?;
-        let mut rows = Vec::new();
-        trainer::per_sample_rows("train", &tr, &cfg.data.classes, &mut rows);
-        trainer::per_sample_rows("val", &val, &cfg.data.classes, &mut rows);
-        trainer::write_per_sample_csv(
-            &run_dir.join("per_sample_loss.csv"),
-            &cfg.data.classes,
-            &rows,
-        )?;
+        let train_src = source::eval_source(&cfg.data, Arc::clone(train_ds), layout)
+            .with_shard(Shard::evaluation(rank, world));
+        let tr = trainer::evaluate_ranks(model, &train_src, loss, device, amp, agg, &progress, dp)?;
+        if writes {
+            let mut rows = Vec::new();
+            trainer::per_sample_rows("train", &tr, &cfg.data.classes, &mut rows);
+            trainer::per_sample_rows("val", &val, &cfg.data.classes, &mut rows);
+            trainer::write_per_sample_csv(
+                &run_dir.join("per_sample_loss.csv"),
+                &cfg.data.classes,
+                &rows,
+            )?;
+        }
     }
     Ok(())
 }

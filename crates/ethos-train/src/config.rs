@@ -161,6 +161,12 @@ pub struct TrainConfig {
     /// Record every train and val sample's loss each epoch in `RUN/per_sample_epochs.csv`
     /// (label-noise signals, `ethos review`).
     pub per_sample_epochs: bool,
+    /// Collective backend of a data-parallel run (`ethos launch`, torchrun or SLURM variables):
+    /// `auto` (NCCL on CUDA, Gloo on the CPU), `nccl` or `gloo`. Ignored by one process.
+    pub dist_backend: String,
+    /// Seconds a data-parallel rank waits for the others (rendezvous, each collective) before it
+    /// stops with an error naming the ranks it waited for. A rank that dies is reported sooner.
+    pub dist_timeout: f64,
 }
 
 impl Default for TrainConfig {
@@ -182,6 +188,8 @@ impl Default for TrainConfig {
             freeze_backbone_epochs: 0,
             tensorboard: false,
             per_sample_epochs: true,
+            dist_backend: "auto".to_string(),
+            dist_timeout: 1800.0,
         }
     }
 }
@@ -246,6 +254,20 @@ impl TrainConfig {
                 ),
             ));
         }
+        if !matches!(self.dist_backend.as_str(), "auto" | "nccl" | "gloo") {
+            return Err(err(
+                "train.dist_backend",
+                &self.dist_backend,
+                "expected auto, nccl or gloo".into(),
+            ));
+        }
+        if !(self.dist_timeout.is_finite() && self.dist_timeout > 0.0) {
+            return Err(err(
+                "train.dist_timeout",
+                &self.dist_timeout,
+                "must be a positive number of seconds".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -287,5 +309,21 @@ mod tests {
         let e = c.validate(&classes).unwrap_err();
         assert_eq!(e.key, "train.metric_key");
         assert!(e.to_string().contains("f1_tail"), "{e}");
+    }
+
+    #[test]
+    fn validates_the_data_parallel_keys() {
+        let classes = vec!["ear".to_string(), "tail".to_string()];
+        let c = TrainConfig {
+            dist_backend: "mpi".into(),
+            ..TrainConfig::default()
+        };
+        assert_eq!(c.validate(&classes).unwrap_err().key, "train.dist_backend");
+        let c = TrainConfig {
+            dist_timeout: 0.0,
+            ..TrainConfig::default()
+        };
+        assert_eq!(c.validate(&classes).unwrap_err().key, "train.dist_timeout");
+        TrainConfig::default().validate(&classes).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data_parallel;
 pub mod loss;
 pub mod observer;
 pub mod optim;

@@ -29,6 +29,7 @@ use ethos_models::{Layout, VideoModel};
 
 use crate::checkpoint::{self, CHECKPOINT_FORMAT, CheckpointError, PartialEpoch, TrainState};
 use crate::config::TrainConfig;
+use crate::data_parallel::DataParallel;
 use crate::loss::{FocalLoss, apply_mixup, draw_mixup, one_hot};
 use crate::optim::{Accumulation, AdamW, AmpMode, GradScaler, autocast};
 use crate::schedule::Schedule;
@@ -79,6 +80,9 @@ pub enum TrainError {
     /// Something inconsistent inside the trainer (a bug or an engine failure).
     #[error("{0}")]
     Internal(String),
+    /// A data-parallel collective failed (the message names the ranks responsible).
+    #[error(transparent)]
+    Distributed(#[from] ethos_dist::DistError),
 }
 
 impl ethos_core::Classify for TrainError {
@@ -88,6 +92,9 @@ impl ethos_core::Classify for TrainError {
             match self {
                 TrainError::Checkpoint(e) => e.is_bad_input(),
                 TrainError::BadInput(_) => true,
+                TrainError::Distributed(e) => {
+                    ethos_core::Classify::kind(e) == ethos_core::ErrorKind::BadInput
+                }
                 _ => false,
             }
         };
@@ -351,6 +358,24 @@ pub fn evaluate(
     agg: ClipAggregation,
     progress: &Progress,
 ) -> Result<EvalOutput, TrainError> {
+    evaluate_ranks(model, source, loss, device, amp, agg, progress, None)
+}
+
+/// [`evaluate`] on a data-parallel rank when `dp` is given: `source` holds this rank's block of
+/// the split (`ethos_data::shard::Shard::Blocks`), and the per-sample outputs of every rank are
+/// gathered in rank order, which is the split's order, before the chunk ensemble and the mean
+/// loss; every rank returns what one process evaluating the whole split would.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_ranks(
+    model: &dyn VideoModel,
+    source: &dyn BatchSource,
+    loss: &FocalLoss,
+    device: Device,
+    amp: AmpMode,
+    agg: ClipAggregation,
+    progress: &Progress,
+    dp: Option<&DataParallel>,
+) -> Result<EvalOutput, TrainError> {
     let mut out = EvalOutput::default();
     let mut frame_probs: Vec<Vec<f64>> = Vec::new();
     // A clip-level head on frame-level chunks: its chunk probability stands for every frame of
@@ -404,6 +429,9 @@ pub fn evaluate(
         bar.step(i + 1, n, None);
     }
     bar.finish();
+    if let Some(dp) = dp {
+        (num, den) = gather_evaluation(dp, &mut out, &mut frame_probs, (num, den), loss)?;
+    }
     out.mean_loss = if den > 0.0 { num / den } else { f64::NAN };
     if frame_probs.is_empty() || frame_probs.len() != out.labels.len() {
         return Ok(out);
@@ -425,6 +453,50 @@ pub fn evaluate(
     ensemble_chunks(&out, &frame_probs, &layout, c, agg)
 }
 
+/// Replaces one rank's per-sample outputs by every rank's (in rank order) and returns the loss
+/// sums over all ranks. Per sample: label, event id, loss and class probabilities in one row;
+/// per-frame probabilities flat (ranks without samples contribute none).
+fn gather_evaluation(
+    dp: &DataParallel,
+    out: &mut EvalOutput,
+    frame_probs: &mut Vec<Vec<f64>>,
+    (num, den): (f64, f64),
+    loss: &FocalLoss,
+) -> Result<(f64, f64), TrainError> {
+    let c = loss.num_classes();
+    let rows: Vec<Vec<f64>> = (0..out.labels.len())
+        .map(|i| {
+            let mut r = vec![
+                out.labels[i] as f64,
+                f64::from(out.event_idx[i]),
+                out.losses[i],
+            ];
+            r.extend(&out.probs[i]);
+            r
+        })
+        .collect();
+    let all = dp.gather_rows(&rows, 3 + c)?;
+    out.labels = all.iter().map(|r| r[0] as usize).collect();
+    out.event_idx = all.iter().map(|r| r[1] as u32).collect();
+    out.losses = all.iter().map(|r| r[2]).collect();
+    out.probs = all.iter().map(|r| r[3..].to_vec()).collect();
+    let flat: Vec<f64> = frame_probs.iter().flatten().copied().collect();
+    let (frames, _) = dp.gather_f64(&flat)?;
+    let n = out.labels.len();
+    *frame_probs = if frames.is_empty() || n == 0 {
+        Vec::new()
+    } else if frames.len() % n == 0 {
+        frames.chunks(frames.len() / n).map(<[f64]>::to_vec).collect()
+    } else {
+        return Err(TrainError::Internal(format!(
+            "gathered {} per-frame values for {n} samples",
+            frames.len()
+        )));
+    };
+    let sums = dp.sum_f64(&[num, den])?;
+    Ok((sums[0], sums[1]))
+}
+
 /// Progress reporting: an indicatif bar on a terminal, else one log line every N steps.
 pub struct Progress {
     terminal: bool,
@@ -444,6 +516,14 @@ impl Progress {
         Progress {
             terminal: std::io::stderr().is_terminal(),
             every: every.max(1),
+        }
+    }
+
+    /// No bars and no lines (data-parallel ranks other than 0).
+    pub fn silent() -> Self {
+        Progress {
+            terminal: false,
+            every: 0,
         }
     }
 
@@ -478,7 +558,7 @@ impl Bar {
                 }
             }
             None => {
-                if pos.is_multiple_of(self.every) || pos == len {
+                if self.every > 0 && (pos.is_multiple_of(self.every) || pos == len) {
                     let m = msg.unwrap_or_default();
                     let mut err = std::io::stderr().lock();
                     let _ = writeln!(err, "{} {pos}/{len} {m}", self.label);
@@ -575,6 +655,8 @@ pub struct Trainer<'a> {
     progress: Progress,
     stages: Option<crate::stages::TwoStage>,
     observers: Vec<Box<dyn crate::observer::TrainObserver + 'a>>,
+    /// The process group of a data-parallel run (`None`: one process).
+    dp: Option<&'a DataParallel>,
 }
 
 fn mix_seed(seed: u64, epoch: u64, batch: u64, purpose: u64) -> u64 {
@@ -674,6 +756,7 @@ impl<'a> Trainer<'a> {
             progress,
             stages: None,
             observers: Vec::new(),
+            dp: None,
         })
     }
 
@@ -688,6 +771,25 @@ impl<'a> Trainer<'a> {
         self.observers.push(observer);
     }
 
+    /// Makes this trainer one rank of a data-parallel run: rank 0's weights (and buffers) are
+    /// copied to every rank now, each step's gradients are summed over the ranks, validation is
+    /// gathered, and only rank 0 writes checkpoints and history or shows progress. The batch
+    /// sources must hold this rank's shards (`Shard::SplitBatches` for training,
+    /// `Shard::Blocks` for validation).
+    pub fn with_data_parallel(mut self, dp: &'a DataParallel) -> Result<Self, TrainError> {
+        dp.broadcast_variables(self.vs, true)?;
+        if !dp.is_main() {
+            self.progress = Progress::silent();
+        }
+        self.dp = Some(dp);
+        Ok(self)
+    }
+
+    /// True where this process writes the run's files (rank 0, or a single process).
+    fn writes(&self) -> bool {
+        self.dp.is_none_or(DataParallel::is_main)
+    }
+
     fn amp(&self) -> AmpMode {
         if self.setup.device.is_cuda() {
             self.setup.train.amp
@@ -697,6 +799,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn save(&mut self, name: &str) -> Result<(), TrainError> {
+        if !self.writes() {
+            return Ok(());
+        }
         let (optim_tensors, optim_json) = self.optim.state_dict();
         self.state.optimizer = optim_json;
         self.state.scheduler = serde_json::json!({ "step": self.state.global_step });
@@ -713,6 +818,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn write_history(&self) -> Result<(), TrainError> {
+        if !self.writes() {
+            return Ok(());
+        }
         let p = self.setup.run_dir.join("history.csv");
         write_history_csv(&p, &self.state.history)
             .map_err(|source| TrainError::Io { path: p, source })
@@ -775,7 +883,11 @@ impl<'a> Trainer<'a> {
                 });
             };
             let train_seconds = pass.seconds;
-            let val_out = evaluate(
+            if let Some(dp) = self.dp {
+                // Every rank evaluates rank 0's model (BatchNorm statistics are per rank).
+                dp.broadcast_variables(self.vs, false)?;
+            }
+            let val_out = evaluate_ranks(
                 self.model,
                 val,
                 &self.setup.loss,
@@ -783,6 +895,7 @@ impl<'a> Trainer<'a> {
                 self.amp(),
                 self.setup.clip_aggregation,
                 &self.progress,
+                self.dp,
             )?;
             let val_m = val_out.metrics(&self.setup.classes)?;
             let flat: Vec<f64> = pass.probs.iter().flatten().copied().collect();
@@ -857,8 +970,21 @@ impl<'a> Trainer<'a> {
                 row.samples_per_s,
                 if improved { " *best*" } else { "" }
             );
+            if let Some(dp) = self.dp {
+                tracing::info!(
+                    "data parallel: {} ranks; {:.2} s of the train pass's {:.1} s in collectives ({:.1} %, waiting for slower ranks included)",
+                    dp.world_size(),
+                    pass.comm_seconds,
+                    pass.seconds_this_call,
+                    100.0 * pass.comm_seconds / pass.seconds_this_call.max(1e-9)
+                );
+            }
             let _ = std::io::stderr().flush();
-            if self.stop_requested()
+            let stop = match self.dp {
+                Some(dp) => dp.any(self.stop_requested())?,
+                None => self.stop_requested(),
+            };
+            if stop
                 || self
                     .setup
                     .stop_after_epochs
@@ -912,6 +1038,12 @@ impl<'a> Trainer<'a> {
                 "resume point (batch {start}) is not an optimiser-step boundary"
             )));
         }
+        let dp = self.dp;
+        let rank = dp.map_or(0, DataParallel::rank);
+        if let Some(dp) = dp {
+            dp.take_comm_seconds();
+        }
+        let checkpointing = self.setup.train.grad_checkpointing;
         self.optim.zero_grad();
         for (offset, batch) in src.batches(epoch as u64, start).enumerate() {
             let i = start + offset;
@@ -919,6 +1051,7 @@ impl<'a> Trainer<'a> {
                 split: src.split().into(),
                 source: e,
             })?;
+            let local = b.labels.len();
             let x = batch_tensor(&b, self.model.input_layout(), device);
             let labels =
                 Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
@@ -931,21 +1064,94 @@ impl<'a> Trainer<'a> {
                     i as u64,
                     0x006d_6978_7570,
                 ));
-                let draw = draw_mixup(alpha, b.labels.len(), &mut rng)
+                // A draw pairs samples across the whole global batch: ranks gather it, mix it
+                // as one process would and keep their own rows.
+                let (all_x, all_t, first) = match dp {
+                    Some(dp) => {
+                        let (gx, first) = dp.gather_tensor(&x)?;
+                        (gx, dp.gather_tensor(&targets)?.0, first)
+                    }
+                    None => (x.shallow_clone(), targets.shallow_clone(), 0),
+                };
+                let draw = draw_mixup(alpha, all_x.size()[0] as usize, &mut rng)
                     .map_err(|e| TrainError::BadInput(format!("augmentation.mixup_alpha: {e}")))?;
-                let (mx, mt) = apply_mixup(&x, &targets, &draw);
-                x = mx;
-                targets = mt;
+                let (mx, mt) = apply_mixup(&all_x, &all_t, &draw);
+                (x, targets) = match dp {
+                    Some(_) => (
+                        mx.narrow(0, first as i64, local as i64),
+                        mt.narrow(0, first as i64, local as i64),
+                    ),
+                    None => (mx, mt),
+                };
             }
-            tch::manual_seed(mix_seed(seed, epoch as u64, i as u64, 0x6472_6f70) as i64 & i64::MAX);
-            let (parts, clip_p, frames) = autocast(amp, || {
-                let logits = self.model.forward_t(&x, true);
-                let (l, t, p, frames) =
-                    logits_for_loss(&logits, &targets, self.setup.clip_aggregation);
-                (self.setup.loss.parts(&l, &t), p.detach(), frames)
-            });
-            let batch_loss = &parts.numerator / &parts.denominator;
-            let value = batch_loss.double_value(&[]);
+            // Rank 0 draws the single-process stream; other ranks their own masks.
+            tch::manual_seed(
+                mix_seed(seed, epoch as u64, i as u64, 0x6472_6f70 + rank as u64) as i64
+                    & i64::MAX,
+            );
+            let run = accum.run_len(i, n) as f64;
+            let stop_here = self.stop_requested();
+            let (loss_fn, agg, scaler) = (
+                &self.setup.loss,
+                self.setup.clip_aggregation,
+                &self.scaler,
+            );
+            let mut stash: Option<(crate::loss::LossParts, Tensor)> = None;
+            // Data parallel: this batch's [Σ numerator, Σ denominator, stop requests] over ranks.
+            let mut global: Option<Result<Vec<f64>, TrainError>> = None;
+            if local > 0 {
+                // The loss comes back through `stash`; the returned (scaled) copy is not needed.
+                let _ = autocast(amp, || {
+                    self.model
+                        .forward_backward(&x, true, checkpointing, &mut |logits: &Tensor| {
+                            let (l, t, p, _) = logits_for_loss(logits, &targets, agg);
+                            let parts = loss_fn.parts(&l, &t);
+                            let den = match dp {
+                                None => parts.denominator.shallow_clone(),
+                                Some(dp) => {
+                                    let sums = dp.sum_f64(&[
+                                        parts.numerator.double_value(&[]),
+                                        parts.denominator.double_value(&[]),
+                                        f64::from(u8::from(stop_here)),
+                                    ]);
+                                    // Every rank divides by the global denominator, so the
+                                    // summed gradients are the single-process batch's.
+                                    let den = match &sums {
+                                        Ok(v) => Tensor::from(v[1] as f32)
+                                            .to_device(parts.denominator.device()),
+                                        Err(_) => parts.denominator.shallow_clone(),
+                                    };
+                                    global = Some(sums);
+                                    den
+                                }
+                            };
+                            let batch_loss = &parts.numerator / &den;
+                            let scaled = scaler.scale_loss(&(batch_loss / run));
+                            stash = Some((parts, p.detach()));
+                            scaled
+                        })
+                });
+            } else if let Some(dp) = dp {
+                global = Some(dp.sum_f64(&[0.0, 0.0, f64::from(u8::from(stop_here))]));
+            }
+            let (batch_num, batch_den, value, stop_all) = match (dp, global, &stash) {
+                (Some(_), Some(sums), _) => {
+                    let v = sums?;
+                    (v[0], v[1], v[0] / v[1], v[2] > 0.0)
+                }
+                (None, _, Some((parts, _))) => (
+                    parts.numerator.double_value(&[]),
+                    parts.denominator.double_value(&[]),
+                    (&parts.numerator / &parts.denominator).double_value(&[]),
+                    false,
+                ),
+                _ => {
+                    return Err(TrainError::Internal(format!(
+                        "batch {i} of epoch {} produced no loss",
+                        epoch + 1
+                    )));
+                }
+            };
             if !value.is_finite() {
                 bar.finish();
                 return Err(TrainError::NonFiniteLoss {
@@ -955,9 +1161,10 @@ impl<'a> Trainer<'a> {
                     last: self.setup.run_dir.join("last.ckpt").display().to_string(),
                 });
             }
-            let run = accum.run_len(i, n) as f64;
-            self.scaler.scale_loss(&(batch_loss / run)).backward();
             if accum.is_step(i, n) {
+                if let Some(dp) = dp {
+                    dp.sum_gradients(&self.optim)?;
+                }
                 let lr = self.setup.schedule.lr_at(self.state.global_step);
                 self.optim.set_lr(lr);
                 if let Some(max) = self.setup.grad_clip.filter(|m| *m > 0.0)
@@ -981,13 +1188,36 @@ impl<'a> Trainer<'a> {
                     }
                 }
             }
-            num += parts.numerator.double_value(&[]);
-            den += parts.denominator.double_value(&[]);
-            let _ = frames;
-            acc.probs.extend(to_rows(&clip_p));
-            acc.labels.extend(&b.labels);
-            acc.event_idx.extend(&b.event_idx);
-            acc.samples += b.labels.len();
+            num += batch_num;
+            den += batch_den;
+            let probs = stash.map(|(_, p)| to_rows(&p)).unwrap_or_default();
+            match dp {
+                None => {
+                    acc.probs.extend(probs);
+                    acc.labels.extend(&b.labels);
+                    acc.event_idx.extend(&b.event_idx);
+                    acc.samples += local;
+                }
+                Some(dp) => {
+                    let rows: Vec<Vec<f64>> = probs
+                        .into_iter()
+                        .zip(b.labels.iter().zip(&b.event_idx))
+                        .map(|(mut r, (&l, &e))| {
+                            r.push(f64::from(e));
+                            r.push(l as f64);
+                            r
+                        })
+                        .collect();
+                    for mut r in dp.gather_rows(&rows, c + 2)? {
+                        let label = r.pop().unwrap_or_default() as usize;
+                        let event = r.pop().unwrap_or_default() as u32;
+                        acc.labels.push(label);
+                        acc.event_idx.push(event);
+                        acc.probs.push(r);
+                        acc.samples += 1;
+                    }
+                }
+            }
             acc.batches_done = i + 1;
             bar.step(
                 i + 1,
@@ -998,7 +1228,11 @@ impl<'a> Trainer<'a> {
                     acc.lr
                 )),
             );
-            if accum.is_step(i, n) && i + 1 < n && self.stop_requested() {
+            let stop = match dp {
+                Some(_) => stop_all,
+                None => self.stop_requested(),
+            };
+            if accum.is_step(i, n) && i + 1 < n && stop {
                 bar.finish();
                 acc.seconds = seconds_before + t0.elapsed().as_secs_f64();
                 acc.loss_sum = num;
@@ -1019,6 +1253,7 @@ impl<'a> Trainer<'a> {
             seconds,
             seconds_this_call: t0.elapsed().as_secs_f64(),
             lr: acc.lr,
+            comm_seconds: dp.map_or(0.0, DataParallel::take_comm_seconds),
         }))
     }
 
@@ -1041,6 +1276,8 @@ struct TrainPass {
     seconds: f64,
     seconds_this_call: f64,
     lr: f64,
+    /// Seconds in data-parallel collectives during this call's pass.
+    comm_seconds: f64,
 }
 
 /// Writes `per_sample_loss.csv` rows for one split (appending to `rows`).

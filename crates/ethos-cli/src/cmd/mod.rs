@@ -13,6 +13,7 @@ pub mod export;
 pub mod export_feral;
 pub mod extract;
 pub mod import;
+pub mod launch;
 pub mod metrics;
 pub mod model;
 pub mod model_ssl;
