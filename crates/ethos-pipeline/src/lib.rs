@@ -23,6 +23,7 @@ pub mod export_feral;
 pub mod extract;
 pub mod inspect;
 pub mod model;
+pub mod output_dir;
 pub mod predict;
 pub mod progress;
 pub mod run_dir;
