@@ -156,5 +156,8 @@ fn init_logging(verbose: u8, color: Color) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
+        // A failing stderr (`2> /dev/full`, a closed pipe) loses log lines; reporting that with
+        // `eprintln!` would panic on the same stderr.
+        .log_internal_errors(false)
         .init();
 }

@@ -144,6 +144,13 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
+    /// The file concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            ManifestError::Io { path, .. } | ManifestError::Invalid { path, .. } => path,
+        }
+    }
+
     /// The problems found (empty for I/O errors).
     pub fn problems(&self) -> &[Problem] {
         match self {

@@ -2,9 +2,10 @@
 //! output) for scoring with [`crate::metrics`].
 //!
 //! Required columns: `true` (the true class name) and one `prob_<class>` column per class (a
-//! probability or any score; larger = more likely). Optional: `split` (rows of several splits must
-//! be narrowed with a split filter, never silently pooled) and `loss` (its mean becomes the `loss`
-//! metric). Other columns are ignored. Line numbers count the header as line 1.
+//! probability in [0, 1]; larger = more likely). Optional: `split` (rows of several splits must
+//! be narrowed with a split filter, never silently pooled; a split filter on a file without the
+//! column is an error, not "every row") and `loss` (its mean becomes the `loss` metric). Other
+//! columns are ignored. Line numbers count the header as line 1.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,28 @@ pub enum PredictionsCsvError {
         column: String,
         /// The cell text.
         value: String,
+    },
+    /// A `prob_<class>` cell is a number outside [0, 1].
+    #[error("{path}:{line}: column `{column}`: {value} is not a probability in [0, 1]")]
+    NotAProbability {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// The column.
+        column: String,
+        /// The value.
+        value: f64,
+    },
+    /// A split filter was asked for but the file has no `split` column.
+    #[error("{path}: no `split` column, so split `{split}` cannot be selected (have: {have})")]
+    NoSplitColumn {
+        /// The file.
+        path: PathBuf,
+        /// The split asked for.
+        split: String,
+        /// The header's columns.
+        have: String,
     },
     /// A `true` cell names an unknown class.
     #[error("{path}:{line}: column `true`: unknown class `{value}` (classes: {classes})")]
@@ -150,7 +173,7 @@ impl Predictions {
                 other => PredictionsCsvError::Csv {
                     path: p(),
                     line,
-                    message: format!("{other:?}"),
+                    message: csv_message(&other),
                 },
             }
         };
@@ -199,6 +222,13 @@ impl Predictions {
             })
             .collect::<Result<_, _>>()?;
         let split_col = col("split");
+        if let (Some(want), None) = (split, split_col) {
+            return Err(PredictionsCsvError::NoSplitColumn {
+                path: p(),
+                split: want.to_string(),
+                have: have.clone(),
+            });
+        }
         let loss_col = col("loss");
         let mut labels = Vec::new();
         let mut probs = Vec::new();
@@ -240,7 +270,17 @@ impl Predictions {
                 }
             })?;
             for (k, &ci) in class_cols.iter().enumerate() {
-                probs.push(number(line, &format!("prob_{}", classes[k]), cell(ci))?);
+                let column = format!("prob_{}", classes[k]);
+                let v = number(line, &column, cell(ci))?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(PredictionsCsvError::NotAProbability {
+                        path: p(),
+                        line,
+                        column,
+                        value: v,
+                    });
+                }
+                probs.push(v);
             }
             if let Some(lc) = loss_col {
                 loss_sum += number(line, "loss", cell(lc))?;
@@ -281,6 +321,20 @@ impl Predictions {
             Some(l) => m.with_loss(l),
             None => m,
         })
+    }
+}
+
+/// A CSV parse error in words (the `csv` crate's `Debug` output is Rust syntax).
+fn csv_message(kind: &csv::ErrorKind) -> String {
+    match kind {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields, the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => {
+            format!("field {} is not valid UTF-8", err.field() + 1)
+        }
+        csv::ErrorKind::Io(e) => e.to_string(),
+        _ => "unreadable CSV".to_string(),
     }
 }
 
@@ -341,10 +395,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("p.csv:2") && e.contains("malformed"), "{e}");
+        // In words, not the csv crate's Debug output.
+        assert!(
+            e.contains("the row has 2 fields, the header has 3") && !e.contains("UnequalLengths"),
+            "{e}"
+        );
         let (_d, path) = write("true,prob_a,prob_b\na,nan,0.5\n");
         assert!(Predictions::read(&path, None, None).is_err());
         let e = Predictions::read(Path::new("/nonexistent/x.csv"), None, None).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x.csv") && e.is_bad_input());
+    }
+
+    #[test]
+    fn probabilities_outside_0_1_are_refused() {
+        for bad in ["1.5", "-0.5"] {
+            let (_d, path) = write(&format!("true,prob_a,prob_b\na,0.5,0.5\nb,{bad},0.5\n"));
+            let e = Predictions::read(&path, None, None).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("p.csv:3") && msg.contains("`prob_a`") && msg.contains(bad),
+                "{msg}"
+            );
+            assert!(e.is_bad_input());
+        }
+        let (_d, path) = write("true,prob_a,prob_b\na,1,0\nb,0,1\n");
+        assert!(Predictions::read(&path, None, None).is_ok());
+    }
+
+    #[test]
+    fn a_split_filter_needs_a_split_column() {
+        let (_d, path) = write("true,prob_a,prob_b\na,0.9,0.1\nb,0.2,0.8\n");
+        let e = Predictions::read(&path, None, Some("val"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no `split` column") && e.contains("`val`"),
+            "{e}"
+        );
     }
 
     #[test]

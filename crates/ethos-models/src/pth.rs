@@ -23,6 +23,23 @@ use crate::weights::WeightsError;
 /// Nesting limit for containers while extracting tensors (guards against self-referencing pickles).
 const MAX_DEPTH: usize = 64;
 
+/// Most levels of containers inside containers the pickle may build. `torch.save`d checkpoints nest
+/// a handful of levels (checkpoint dict, state dict, tensor arguments); a deeper pickle is refused
+/// before anything walks it, so no reader recursion and no drop can exhaust the stack.
+pub const MAX_NESTING: usize = 256;
+
+/// Values (container slots and string bytes) the pickle VM may copy per input byte, plus
+/// [`WORK_BASE`]: DUP, GET and PUT copy strings, REDUCE copies its argument tuple, `OrderedDict` its
+/// list of pairs, tensors their size and stride. A pickle that does this on one large value again
+/// and again would need memory quadratic in its length; the budget keeps the memory of any input
+/// linear in its size. `torch.save` files copy well under one value per byte.
+const WORK_PER_BYTE: usize = 2;
+/// Values the pickle VM may copy whatever the input length.
+const WORK_BASE: usize = 1 << 16;
+
+/// Largest tensor (bytes) a view may expand to beyond its storage (stride-0 broadcasts).
+const MAX_EXPANDED_BYTES: i64 = 1 << 30;
+
 /// Reads the tensors of a `torch.save`d state dict (or a checkpoint holding one under `state_dict`,
 /// `model`, `model_state_dict`, `module` or `state`), in file order, with their stored dtypes.
 ///
@@ -51,11 +68,39 @@ pub fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
             "neither a zip archive nor a pickle stream (not a torch.save file)".into(),
         ));
     };
-    let state = select_state_dict(path, &root)?;
+    tensors_of(path, &root, &storages)
+}
+
+/// Like [`read_pth`] on the bytes of a file already in memory; `path` only names it in messages.
+/// Any bytes give tensors or an error, never a panic, and memory linear in `bytes.len()` (plus the
+/// tensors themselves).
+pub fn read_pth_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let (root, storages) = if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(path, std::io::Cursor::new(bytes))?
+    } else if bytes.first() == Some(&0x80) {
+        read_legacy(path, bytes)?
+    } else {
+        return Err(WeightsError::Pth {
+            path: path.to_path_buf(),
+            msg: "neither a zip archive nor a pickle stream (not a torch.save file)".into(),
+        });
+    };
+    tensors_of(path, &root, &storages)
+}
+
+fn tensors_of(
+    path: &Path,
+    root: &Value,
+    storages: &Storages,
+) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let state = select_state_dict(path, root)?;
     let mut out = Vec::new();
-    collect_tensors(path, &state, String::new(), &storages, &mut out, 0)?;
+    collect_tensors(path, &state, String::new(), storages, &mut out, 0)?;
     if out.is_empty() {
-        return Err(err("the file holds no tensors".into()));
+        return Err(WeightsError::Pth {
+            path: path.to_path_buf(),
+            msg: "the file holds no tensors".into(),
+        });
     }
     Ok(out)
 }
@@ -63,7 +108,10 @@ pub fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
 /// Raw bytes of every storage, by persistent-id key.
 type Storages = HashMap<String, Vec<u8>>;
 
-fn read_zip(path: &Path, file: std::fs::File) -> Result<(Value, Storages), WeightsError> {
+fn read_zip<R: Read + std::io::Seek>(
+    path: &Path,
+    file: R,
+) -> Result<(Value, Storages), WeightsError> {
     let err = |msg: String| WeightsError::Pth {
         path: path.to_path_buf(),
         msg,
@@ -81,13 +129,14 @@ fn read_zip(path: &Path, file: std::fs::File) -> Result<(Value, Storages), Weigh
             err("zip archive without a `<root>/data.pkl` entry (not a torch.save file)".into())
         })?;
     let prefix = pkl.trim_end_matches("data.pkl").to_owned();
-    let read_entry = |zip: &mut zip::ZipArchive<std::io::BufReader<std::fs::File>>,
+    let read_entry = |zip: &mut zip::ZipArchive<std::io::BufReader<R>>,
                       name: &str|
      -> Result<Vec<u8>, WeightsError> {
         let mut f = zip
             .by_name(name)
             .map_err(|e| err(format!("zip entry `{name}`: {e}")))?;
-        let mut v = Vec::with_capacity(f.size().min(1 << 32) as usize);
+        // The size is the archive's claim: reserve at most 64 MiB up front, grow with the data.
+        let mut v = Vec::with_capacity(f.size().min(1 << 26) as usize);
         f.read_to_end(&mut v)
             .map_err(|e| err(format!("zip entry `{name}`: {e}")))?;
         Ok(v)
@@ -148,7 +197,11 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages), WeightsEr
     let (proto, _) = next("protocol version")?;
     if !matches!(proto, Value::Int(1001)) {
         return Err(err(format!(
-            "unsupported legacy protocol version {proto:?} (expected 1001)"
+            "unsupported legacy protocol version ({}, expected the int 1001)",
+            match proto {
+                Value::Int(i) => i.to_string(),
+                ref other => format!("a {}", other.type_name()),
+            }
         )));
     }
     let (sys_info, _) = next("sys info")?;
@@ -162,20 +215,22 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages), WeightsEr
     }
     let (root, used) = next("state")?;
     let (keys, _) = next("storage key list")?;
-    let keys: Vec<String> = match keys {
+    let keys: Vec<String> = match &keys {
         Value::List(l) => l
             .borrow()
             .iter()
             .map(|k| match k {
                 Value::Str(s) => Ok(s.clone()),
                 other => Err(err(format!(
-                    "storage key list holds {other:?}, expected strings"
+                    "storage key list holds a {}, expected strings",
+                    other.type_name()
                 ))),
             })
             .collect::<Result<_, _>>()?,
         other => {
             return Err(err(format!(
-                "expected the storage key list, found {other:?}"
+                "expected the storage key list, found a {}",
+                other.type_name()
             )));
         }
     };
@@ -321,7 +376,20 @@ fn build_tensor(
             t.size, t.stride, t.offset
         )));
     }
-    let count: i64 = t.size.iter().product();
+    let count = t
+        .size
+        .iter()
+        .try_fold(1i64, |a, &n| a.checked_mul(n))
+        .filter(|&c| {
+            c <= t.storage.numel
+                || c.saturating_mul(elt as i64) <= MAX_EXPANDED_BYTES
+        })
+        .ok_or_else(|| {
+            err(format!(
+                "a view of size {:?} over a storage of {} elements is implausibly large",
+                t.size, t.storage.numel
+            ))
+        })?;
     if count > 0 {
         let last = t
             .size
@@ -437,6 +505,62 @@ enum Value {
     Mark,
 }
 
+/// Dropping a value frees its children in a loop, not by recursion: however deep a malicious
+/// pickle nests (the nesting check sees only what the opcodes build directly; lists filled through
+/// the memo can nest further), dropping it cannot overflow the stack.
+impl Drop for Value {
+    fn drop(&mut self) {
+        fn take_children(v: &mut Value, out: &mut Vec<Value>) {
+            match v {
+                Value::List(l) => {
+                    if let Some(cell) = Rc::get_mut(l) {
+                        out.append(cell.get_mut());
+                    }
+                }
+                Value::Tuple(t) => {
+                    if let Some(items) = Rc::get_mut(t) {
+                        out.append(items);
+                    }
+                }
+                Value::Dict(d) => {
+                    if let Some(cell) = Rc::get_mut(d) {
+                        for (k, v) in cell.get_mut().drain(..) {
+                            out.push(k);
+                            out.push(v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut pending = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut v) = pending.pop() {
+            take_children(&mut v, &mut pending);
+        }
+    }
+}
+
+/// What copying `v` costs: one slot, plus the bytes of a string (containers are shared, not
+/// copied).
+fn copy_cost(v: &Value) -> usize {
+    1 + match v {
+        Value::Str(s) => s.len(),
+        Value::Bytes(b) | Value::BigInt(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// The identity of a container value (its shared allocation), `None` for scalars.
+fn container_id(v: &Value) -> Option<usize> {
+    match v {
+        Value::List(l) => Some(Rc::as_ptr(l) as *const () as usize),
+        Value::Tuple(t) => Some(Rc::as_ptr(t) as *const () as usize),
+        Value::Dict(d) => Some(Rc::as_ptr(d) as *const () as usize),
+        _ => None,
+    }
+}
+
 impl Value {
     fn type_name(&self) -> &'static str {
         match self {
@@ -489,6 +613,19 @@ struct Vm<'a> {
     stack: Vec<Value>,
     memo: HashMap<u64, Value>,
     storages: HashMap<String, Rc<StorageRef>>,
+    /// Levels of nesting of each live container (by [`container_id`]); 1 for an empty one.
+    heights: HashMap<usize, usize>,
+    /// Container slots the VM may still copy (see [`WORK_PER_BYTE`]).
+    work_left: usize,
+    /// Position of each string or int key in its dict (by [`container_id`]).
+    dict_keys: HashMap<usize, HashMap<DictKey, usize>>,
+}
+
+/// A dict key that Python compares by value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DictKey {
+    Str(String),
+    Int(i64),
 }
 
 impl<'a> Vm<'a> {
@@ -500,6 +637,75 @@ impl<'a> Vm<'a> {
             stack: Vec::new(),
             memo: HashMap::new(),
             storages: HashMap::new(),
+            heights: HashMap::new(),
+            work_left: data.len().saturating_mul(WORK_PER_BYTE) + WORK_BASE,
+            dict_keys: HashMap::new(),
+        }
+    }
+
+    /// Levels of containers in `v` (0 for a scalar).
+    fn height(&self, v: &Value) -> usize {
+        container_id(v).map_or(0, |id| self.heights.get(&id).copied().unwrap_or(1))
+    }
+
+    /// Records that `container` now holds `children`, refusing nesting deeper than
+    /// [`MAX_NESTING`].
+    fn nest<'v>(
+        &mut self,
+        container: &Value,
+        children: impl IntoIterator<Item = &'v Value>,
+    ) -> Result<(), WeightsError> {
+        let Some(id) = container_id(container) else {
+            return Ok(());
+        };
+        let inner = children.into_iter().map(|c| self.height(c)).max().unwrap_or(0);
+        let h = self.heights.get(&id).copied().unwrap_or(1).max(inner + 1);
+        if h > MAX_NESTING {
+            return Err(self.err(format!(
+                "containers nested more than {MAX_NESTING} levels deep; refused (a torch.save file \
+                 nests a few levels)"
+            )));
+        }
+        self.heights.insert(id, h);
+        Ok(())
+    }
+
+    /// A new container value, after checking its nesting.
+    fn container(&mut self, v: Value) -> Result<Value, WeightsError> {
+        let id = container_id(&v);
+        // A new allocation may reuse a freed container's address: start from its own height.
+        if let Some(id) = id {
+            self.heights.remove(&id);
+            self.dict_keys.remove(&id);
+        }
+        match &v {
+            Value::List(l) => self.nest(&v, l.borrow().iter())?,
+            Value::Tuple(t) => self.nest(&v, t.iter())?,
+            Value::Dict(d) => {
+                let d = d.borrow();
+                self.nest(&v, d.iter().flat_map(|(k, x)| [k, x]))?
+            }
+            _ => {}
+        }
+        Ok(v)
+    }
+
+    /// A copy of `v`, paid from the copy budget.
+    fn copy_of(&mut self, v: &Value) -> Result<Value, WeightsError> {
+        self.spend(copy_cost(v))?;
+        Ok(v.clone())
+    }
+
+    /// Spends `n` of the copy budget.
+    fn spend(&mut self, n: usize) -> Result<(), WeightsError> {
+        match self.work_left.checked_sub(n) {
+            Some(left) => {
+                self.work_left = left;
+                Ok(())
+            }
+            None => Err(self.err(
+                "the pickle copies its containers far more often than a torch.save file does; refused",
+            )),
         }
     }
 
@@ -515,7 +721,7 @@ impl<'a> Vm<'a> {
             if depth > MAX_DEPTH {
                 continue;
             }
-            match v {
+            match &v {
                 Value::Tensor(t) => {
                     self.storages
                         .insert(t.storage.key.clone(), t.storage.clone());
@@ -617,11 +823,14 @@ impl<'a> Vm<'a> {
         Ok(items)
     }
 
-    fn memo_get(&self, idx: u64) -> Result<Value, WeightsError> {
-        self.memo
+    fn memo_get(&mut self, idx: u64) -> Result<Value, WeightsError> {
+        let v = self
+            .memo
             .get(&idx)
             .cloned()
-            .ok_or_else(|| self.err(format!("memo index {idx} was never stored")))
+            .ok_or_else(|| self.err(format!("memo index {idx} was never stored")))?;
+        self.spend(copy_cost(&v))?;
+        Ok(v)
     }
 
     fn memo_put(&mut self, idx: u64) -> Result<(), WeightsError> {
@@ -630,6 +839,7 @@ impl<'a> Vm<'a> {
             .last()
             .cloned()
             .ok_or_else(|| self.err("memoize on an empty stack"))?;
+        self.spend(copy_cost(&v))?;
         self.memo.insert(idx, v);
         Ok(())
     }
@@ -643,25 +853,34 @@ impl<'a> Vm<'a> {
             })
     }
 
-    fn set_items(&self, target: &Value, items: Vec<Value>) -> Result<(), WeightsError> {
+    fn set_items(&mut self, target: &Value, items: Vec<Value>) -> Result<(), WeightsError> {
         let Value::Dict(d) = target else {
             return Err(self.err(format!("SETITEM(S) on a {}", target.type_name())));
         };
         if !items.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
+        self.nest(target, items.iter())?;
+        let id = Rc::as_ptr(d) as *const () as usize;
+        let index = self.dict_keys.entry(id).or_default();
         let mut d = d.borrow_mut();
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            // Python dict semantics: a repeated key replaces the earlier value in place.
-            let existing = d.iter_mut().find(|(old, _)| match (old, &k) {
-                (Value::Str(a), Value::Str(b)) => a == b,
-                (Value::Int(a), Value::Int(b)) => a == b,
-                _ => false,
-            });
-            match existing {
-                Some(slot) => slot.1 = v,
-                None => d.push((k, v)),
+            // Python dict semantics: a repeated key replaces the earlier value in place. The
+            // index keeps this linear in the number of items (a scan would be quadratic).
+            let key = match &k {
+                Value::Str(s) => Some(DictKey::Str(s.clone())),
+                Value::Int(i) => Some(DictKey::Int(*i)),
+                _ => None,
+            };
+            match key.as_ref().and_then(|key| index.get(key)) {
+                Some(&slot) => d[slot].1 = v,
+                None => {
+                    if let Some(key) = key {
+                        index.insert(key, d.len());
+                    }
+                    d.push((k, v));
+                }
             }
         }
         Ok(())
@@ -675,8 +894,11 @@ impl<'a> Vm<'a> {
                 func.type_name()
             )));
         };
-        let args: Vec<Value> = match args {
-            Value::Tuple(t) => t.as_ref().clone(),
+        let args: Vec<Value> = match &args {
+            Value::Tuple(t) => {
+                self.spend(t.iter().map(copy_cost).sum())?;
+                t.as_ref().clone()
+            }
             other => {
                 return Err(self.err(format!(
                     "REDUCE arguments are a {}, expected a tuple",
@@ -686,15 +908,17 @@ impl<'a> Vm<'a> {
         };
         match g {
             Global::OrderedDict => {
-                let dict = Value::Dict(Rc::new(RefCell::new(Vec::new())));
+                let dict = self.container(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?;
                 if let Some(items) = args.first() {
                     let pairs: Vec<Value> = match items {
                         Value::List(l) => l.borrow().clone(),
                         Value::Tuple(t) => t.as_ref().clone(),
                         _ => return Err(self.err("OrderedDict argument is not a list of pairs")),
                     };
+                    self.spend(pairs.len().saturating_mul(3))?;
+                    self.spend(pairs.iter().map(copy_cost).sum())?;
                     let mut flat = Vec::new();
-                    for p in pairs {
+                    for p in &pairs {
                         match p {
                             Value::Tuple(t) if t.len() == 2 => flat.extend(t.iter().cloned()),
                             _ => {
@@ -728,6 +952,7 @@ impl<'a> Vm<'a> {
                 let stride = args[3]
                     .as_int_seq()
                     .ok_or_else(|| self.err("_rebuild_tensor_v2 stride is not a tuple of ints"))?;
+                self.spend(size.len() + stride.len())?;
                 Ok(Value::Tensor(Rc::new(TensorRef {
                     storage: storage.clone(),
                     offset,
@@ -754,6 +979,7 @@ impl<'a> Vm<'a> {
                 (Some(Value::Str(s)), Some(Value::Str(enc)))
                     if enc == "latin1" || enc == "latin-1" =>
                 {
+                    self.spend(s.len())?;
                     Ok(Value::Bytes(s.chars().map(|c| c as u32 as u8).collect()))
                 }
                 _ => Err(self.err("_codecs.encode with arguments other than (str, 'latin1')")),
@@ -765,7 +991,7 @@ impl<'a> Vm<'a> {
     }
 
     fn persistent_load(&mut self, pid: Value) -> Result<Value, WeightsError> {
-        let Value::Tuple(t) = pid else {
+        let Value::Tuple(t) = &pid else {
             return Err(self.err(format!(
                 "persistent id is a {}, expected a tuple",
                 pid.type_name()
@@ -841,7 +1067,8 @@ impl<'a> Vm<'a> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let v = self.top()?.clone();
+                    let top = self.top()?.clone();
+                    let v = self.copy_of(&top)?;
                     self.stack.push(v);
                 }
                 b'N' => self.stack.push(Value::None),
@@ -936,26 +1163,33 @@ impl<'a> Vm<'a> {
                     let b = self.take(n)?.to_vec();
                     self.stack.push(Value::Bytes(b));
                 }
-                b'}' => self
-                    .stack
-                    .push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => {
+                    let d = self.container(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?;
+                    self.stack.push(d);
+                }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let d = Value::Dict(Rc::new(RefCell::new(Vec::new())));
+                    let d = self.container(Value::Dict(Rc::new(RefCell::new(Vec::new()))))?;
                     self.set_items(&d, items)?;
                     self.stack.push(d);
                 }
-                b']' => self
-                    .stack
-                    .push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+                b']' => {
+                    let l = self.container(Value::List(Rc::new(RefCell::new(Vec::new()))))?;
+                    self.stack.push(l);
+                }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    let l = self.container(Value::List(Rc::new(RefCell::new(items))))?;
+                    self.stack.push(l);
                 }
-                b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
+                b')' => {
+                    let t = self.container(Value::Tuple(Rc::new(Vec::new())))?;
+                    self.stack.push(t);
+                }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(Rc::new(items)));
+                    let t = self.container(Value::Tuple(Rc::new(items)))?;
+                    self.stack.push(t);
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -967,12 +1201,17 @@ impl<'a> Vm<'a> {
                         return Err(self.err("stack underflow in TUPLEn"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(Rc::new(items)));
+                    let t = self.container(Value::Tuple(Rc::new(items)))?;
+                    self.stack.push(t);
                 }
                 b'a' => {
                     let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(l) => l.borrow_mut().push(v),
+                    let target = self.top()?.clone();
+                    match &target {
+                        Value::List(l) => {
+                            self.nest(&target, [&v])?;
+                            l.borrow_mut().push(v);
+                        }
                         other => {
                             let t = other.type_name();
                             return Err(self.err(format!("APPEND on a {t}")));
@@ -981,8 +1220,12 @@ impl<'a> Vm<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(l) => l.borrow_mut().extend(items),
+                    let target = self.top()?.clone();
+                    match &target {
+                        Value::List(l) => {
+                            self.nest(&target, items.iter())?;
+                            l.borrow_mut().extend(items);
+                        }
                         other => {
                             let t = other.type_name();
                             return Err(self.err(format!("APPENDS on a {t}")));
@@ -1149,7 +1392,7 @@ mod tests {
         p.extend_from_slice(&3.5f64.to_be_bytes());
         p.extend_from_slice(&[b'e', 0x8c, 1, b'b', b'h', 1, b'u', b'.']);
         let v = run(&p).unwrap();
-        let Value::Dict(d) = v else {
+        let Value::Dict(d) = &v else {
             panic!("not a dict")
         };
         let d = d.borrow();
@@ -1167,6 +1410,99 @@ mod tests {
     fn truncated_pickle_is_an_error() {
         let e = run(&[0x80, 2, b'X', 10, 0, 0, 0, b'a']).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
+    }
+
+    /// `n` lists nested on the stack: EMPTY_LIST n times, then APPEND n-1 times.
+    fn nested_on_the_stack(n: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b']', n));
+        p.extend(std::iter::repeat_n(b'a', n - 1));
+        p.push(b'.');
+        p
+    }
+
+    /// `n` lists nested through the memo: each new list is appended to the previous one fetched
+    /// from the memo, so no opcode ever sees more than two levels.
+    fn nested_through_the_memo(n: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b']', b'r'];
+        p.extend_from_slice(&0u32.to_le_bytes());
+        for i in 1..n {
+            p.push(b'j');
+            p.extend_from_slice(&(i - 1).to_le_bytes());
+            p.extend_from_slice(&[b']', b'r']);
+            p.extend_from_slice(&i.to_le_bytes());
+            p.extend_from_slice(&[b'a', b'0']);
+        }
+        p.push(b'j');
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.push(b'.');
+        p
+    }
+
+    /// Runs `f` on a thread with a small stack: recursion proportional to the nesting would
+    /// overflow it.
+    fn on_a_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deeply_nested_pickles_are_refused_without_overflowing_the_stack() {
+        for n in [MAX_NESTING + 1, 100_000, 1_000_000] {
+            let e = on_a_small_stack(move || {
+                read_pth_bytes(Path::new("deep.pth"), &nested_on_the_stack(n))
+                    .unwrap_err()
+                    .to_string()
+            });
+            assert!(e.contains("deep.pth") && e.contains("nested more than"), "{e}");
+        }
+        // Just inside the limit: read, then refused as not a state dict (a list).
+        let e = on_a_small_stack(|| {
+            read_pth_bytes(Path::new("ok.pth"), &nested_on_the_stack(MAX_NESTING))
+                .unwrap_err()
+                .to_string()
+        });
+        assert!(e.contains("top-level object is list"), "{e}");
+        // Nesting the checks do not see is still dropped and reported without recursion.
+        let e = on_a_small_stack(|| {
+            read_pth_bytes(Path::new("memo.pth"), &nested_through_the_memo(300_000))
+                .unwrap_err()
+                .to_string()
+        });
+        assert!(e.contains("top-level object is list"), "{e}");
+    }
+
+    #[test]
+    fn repeated_copies_of_a_large_value_are_refused() {
+        // OrderedDict of one memoized list of 5000 pairs, called again and again and kept on the
+        // stack: memory quadratic in the file's length unless copying is budgeted.
+        let mut p = vec![0x80, 2, b'c'];
+        p.extend_from_slice(b"collections\nOrderedDict\n");
+        p.extend_from_slice(&[b'q', 0, b'(']);
+        for i in 0..5_000u16 {
+            p.push(b'M');
+            p.extend_from_slice(&i.to_le_bytes());
+            p.extend_from_slice(&[b'N', 0x86]);
+        }
+        p.extend_from_slice(&[b'l', 0x85, b'q', 1, b'0']);
+        for _ in 0..50_000 {
+            p.extend_from_slice(&[b'h', 0, b'h', 1, b'R']);
+        }
+        p.push(b'.');
+        let e = run(&p).unwrap_err().to_string();
+        assert!(e.contains("refused"), "{e}");
+        // A 1 MB string duplicated a million times.
+        let mut p = vec![0x80, 2, b'X'];
+        p.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        p.extend(std::iter::repeat_n(b'x', 1 << 20));
+        p.extend(std::iter::repeat_n(b'2', 1 << 20));
+        p.push(b'.');
+        let e = run(&p).unwrap_err().to_string();
+        assert!(e.contains("refused"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub enum WeightsError {
         /// What is wrong.
         msg: String,
     },
+    /// A weight file could not be written (the output path, a full disk).
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A malformed PyTorch file.
     #[error("`{path}` is not a readable PyTorch file: {msg}")]
     Pth {
@@ -100,10 +108,13 @@ impl ethos_core::Classify for WeightsError {
     /// True when the error is caused by the input (file content, key names, options), false for
     /// internal failures.
     fn kind(&self) -> ethos_core::ErrorKind {
+        if let WeightsError::Write { source, .. } = self {
+            return ethos_core::ErrorKind::of_output_io(source);
+        }
         let bad = {
             use std::io::ErrorKind as K;
             match self {
-                WeightsError::Tensor { .. } => false,
+                WeightsError::Tensor { .. } | WeightsError::Write { .. } => false,
                 WeightsError::Io { source, .. } => {
                     matches!(
                         source.kind(),
@@ -311,6 +322,16 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> 
         path: path.to_path_buf(),
         source,
     })?;
+    read_safetensors_bytes(path, &bytes)
+}
+
+/// Reads the tensors of a safetensors file already in memory (`path` only names it in messages),
+/// after checking the header: its length, JSON, and that the data it describes is there. Any
+/// bytes give tensors or an error, never a panic or an allocation beyond the tensors described.
+pub fn read_safetensors_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<(String, Tensor)>, WeightsError> {
     let bad = |msg: String| WeightsError::Safetensors {
         path: path.to_path_buf(),
         msg,
@@ -516,42 +537,69 @@ pub fn write_safetensors_atomic(
 }
 
 /// [`write_safetensors_atomic`] with a `__metadata__` map (Hugging Face writes `{"format": "pt"}`).
+///
+/// Written through [`ethos_core::fs::AtomicFile`]: the file gets the mode the umask gives, like
+/// any other file, and a killed writer leaves only a temporary name that the next run removes.
 pub fn write_safetensors_atomic_with_metadata(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), WeightsError> {
-    let tmp = ethos_core::fs::temp_path(path);
     let mut views = Vec::with_capacity(tensors.len());
     for (k, t) in tensors {
         views.push((k.as_str(), TensorBytes::new(k, t)?));
     }
-    if let Err(e) = safetensors::serialize_to_file(views, metadata, &tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        if let safetensors::SafeTensorError::IoError(source) = e {
-            return Err(WeightsError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        return Err(WeightsError::Safetensors {
-            path: path.to_path_buf(),
-            msg: format!("writing failed: {e}"),
-        });
+    let write_err = |source| WeightsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = ethos_core::fs::AtomicFile::create(path).map_err(write_err)?;
+    write_safetensors_stream(&mut f, &views, metadata.as_ref()).map_err(write_err)?;
+    f.commit().map_err(write_err)
+}
+
+/// Writes tensors in the safetensors format to `w`, one tensor at a time (no copy of the whole
+/// file in memory): an 8-byte little-endian header length, the JSON header (`__metadata__`, then
+/// per tensor its dtype, shape and `data_offsets` into the data section) padded with spaces to a
+/// multiple of 8 bytes, then the tensors' bytes in the given order.
+pub fn write_safetensors_stream<S: AsRef<str>, V: safetensors::View>(
+    w: &mut dyn std::io::Write,
+    tensors: &[(S, V)],
+    metadata: Option<&HashMap<String, String>>,
+) -> std::io::Result<()> {
+    let mut header = serde_json::Map::new();
+    if let Some(m) = metadata {
+        let m: serde_json::Map<String, serde_json::Value> = m
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(m));
     }
-    // safetensors writes through a private (0600) temporary file; weights are shared like any file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644));
-    }
-    ethos_core::fs::commit_temp(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        WeightsError::Io {
-            path: path.to_path_buf(),
-            source,
+    let mut offset = 0usize;
+    for (name, view) in tensors {
+        if header.contains_key(name.as_ref()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("tensor name `{}` appears twice", name.as_ref()),
+            ));
         }
-    })
+        let end = offset + view.data_len();
+        let dtype = serde_json::to_value(view.dtype()).map_err(std::io::Error::other)?;
+        header.insert(
+            name.as_ref().to_string(),
+            serde_json::json!({ "dtype": dtype, "shape": view.shape(), "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(std::io::Error::other)?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    w.write_all(&(json.len() as u64).to_le_bytes())?;
+    w.write_all(&json)?;
+    for (_, view) in tensors {
+        w.write_all(&view.data())?;
+    }
+    w.flush()
 }
 
 /// A CPU-contiguous tensor seen as safetensors bytes; the bytes are copied out one tensor at a

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ethos_core::{Error, ResultExt};
+use ethos_core::Error;
 use ethos_data::cache::{CacheJob, ClipCache, build_entries};
 use ethos_data::config::{DataMode, OnBadVideo};
 use ethos_data::dataset::{ClipDataset, cache_params, load_split_events};
@@ -79,11 +79,13 @@ pub fn build_cache(
             "--jobs {j}: must be in 1..={MAX_JOBS}"
         )));
     }
+    crate::output_dir::prepare(&data.cache_dir, "data.cache_dir")?;
     ethos_video::init();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut all: Vec<CacheJob> = Vec::new();
     for split in data.splits.keys() {
-        let events = load_split_events(data, split).context(format!("split `{split}`"))?;
+        let events = load_split_events(data, split)
+            .map_err(|e| crate::source::split_error(e, data, split))?;
         let ds = ClipDataset::from_events(data, split, events, DataMode::Cache)?;
         tracing::info!("split {split}: {} events", ds.len());
         all.extend(ds.cache_jobs());

@@ -355,8 +355,14 @@ fn yaml_to_json(v: &serde_norway::Value, key: &str) -> std::result::Result<Value
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
                     other => {
+                        let found = match other {
+                            Y::Null => "an empty key",
+                            Y::Sequence(_) => "a list",
+                            Y::Mapping(_) => "a mapping",
+                            _ => "a tagged value",
+                        };
                         return Err(format!(
-                            "{}: keys must be plain names, found {other:?}",
+                            "{}: keys must be plain names, found {found}",
                             at(key)
                         ));
                     }

@@ -84,6 +84,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary> {
             "--split {split}: not in data.splits ({known:?})"
         )));
     }
+    crate::output_dir::prepare(&opts.out, "--out")?;
     let classes = cfg.data.classes.clone();
     let device = train::device_of(&cfg)?;
     let mut vs = nn::VarStore::new(device);
@@ -91,7 +92,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary> {
     vs.freeze();
 
     let train_events = ethos_data::dataset::load_split_events(&cfg.data, "train")
-        .context("reading split `train`")?;
+        .map_err(|e| source::split_error(e, &cfg.data, "train"))?;
     let train_labels: Vec<usize> = train_events.iter().map(|e| e.class_index).collect();
     let loss = train::make_loss(&cfg, &train_labels)?;
 
@@ -180,7 +181,7 @@ fn per_group_metrics(
     classes: &[String],
 ) -> Result<Vec<(String, MetricSet)>> {
     let events = ethos_data::dataset::load_split_events(&cfg.data, split)
-        .context(format!("reading split `{split}`"))?;
+        .map_err(|e| source::split_error(e, &cfg.data, split))?;
     let by_idx: BTreeMap<u32, &ethos_data::manifest::Event> =
         events.iter().map(|e| (e.event_idx, e)).collect();
     let mut groups: BTreeMap<String, (Vec<f64>, Vec<usize>)> = BTreeMap::new();

@@ -132,8 +132,7 @@ pub fn export_feral(
         jobs.extend(evs.into_iter().map(|e| (split.clone(), e)));
     }
     let vdir = out.join("videos");
-    std::fs::create_dir_all(&vdir).map_err(|e| Error::output_io(&vdir, e))?;
-    ethos_core::fs::clean_stale_temps(&vdir).map_err(|e| Error::output_io(&vdir, e))?;
+    crate::output_dir::prepare(&vdir, "--out")?;
     let done = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, std::result::Result<usize, String>>> =

@@ -173,8 +173,7 @@ pub fn extract(o: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSum
         )));
     }
     let manifest = EventsManifest::load(&o.events, Some(&o.videos), &o.classes)?;
-    std::fs::create_dir_all(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
-    ethos_core::fs::clean_stale_temps(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
+    crate::output_dir::prepare(&o.out, "--out")?;
 
     let mut infos: HashMap<PathBuf, VideoInfo> = HashMap::new();
     for e in &manifest.events {

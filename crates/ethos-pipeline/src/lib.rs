@@ -27,6 +27,7 @@ pub mod extract;
 pub mod inspect;
 pub mod launch;
 pub mod model;
+pub mod output_dir;
 pub mod predict;
 pub mod pretrain;
 pub mod progress;

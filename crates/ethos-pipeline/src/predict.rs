@@ -87,6 +87,11 @@ impl std::str::FromStr for Thresholds {
         }
         let mut out = Vec::new();
         for part in spec.split(',') {
+            if part.trim().is_empty() {
+                return Err(format!(
+                    "`{spec}`: an empty item (a stray comma?); expected class=p,..."
+                ));
+            }
             let (c, p) = part
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}`: expected class=p"))?;
@@ -311,8 +316,7 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
 
     let calibration = crate::calibrate::load_for(&o.checkpoint, &classes, o.no_calibration)?;
     let cameras = CameraRois::new(&cfg, o.roi.is_some());
-    std::fs::create_dir_all(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
-    ethos_core::fs::clean_stale_temps(&o.out).map_err(|e| Error::output_io(&o.out, e))?;
+    crate::output_dir::prepare(&o.out, "--out")?;
     let mut predictor = Predictor {
         model: model.as_ref(),
         device,
@@ -365,6 +369,7 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
             });
             continue;
         }
+        tracing::info!("{tag}: started");
         match predictor.predict_video(video, &name, &outputs, &hash) {
             Ok(mut s) => {
                 s.camera = camera;
@@ -641,6 +646,10 @@ mod tests {
         ] {
             let e = bad.parse::<Thresholds>().unwrap_err();
             assert!(!e.is_empty(), "{bad}");
+        }
+        for stray in ["tail=0.3,", ",tail=0.3", "ear=0.2,,tail=0.3"] {
+            let e = stray.parse::<Thresholds>().unwrap_err();
+            assert!(e.contains("empty item") && e.contains(stray), "{e}");
         }
         assert!(
             Thresholds::All(0.5)

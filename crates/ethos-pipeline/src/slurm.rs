@@ -419,6 +419,14 @@ fn render(
     writeln!(w, "child=$!")?;
     writeln!(
         w,
+        "# A signal that came between starting ethos and setting child found no child to forward to."
+    )?;
+    writeln!(
+        w,
+        "if [ \"$timed_out\" = 1 ]; then kill -USR1 \"$child\" 2>/dev/null; fi"
+    )?;
+    writeln!(
+        w,
         "# wait returns early when a trapped signal arrives: wait until ethos has really exited"
     )?;
     writeln!(w, "while true; do")?;

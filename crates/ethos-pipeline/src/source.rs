@@ -7,6 +7,7 @@ use ethos_core::{Error, Layout};
 use ethos_data::chunks::{ChunkLayout, ChunkSampler, ChunkedDataset};
 use ethos_data::config::DataConfig;
 use ethos_data::dataset::ClipDataset;
+use ethos_data::error::DataError;
 use ethos_data::loader::{ClipSource, Loader, LoaderOptions};
 use ethos_data::sampler::{Sampler, SequentialSampler};
 use ethos_data::transforms::ClipTransform;
@@ -101,8 +102,10 @@ impl BatchSource for LoaderSource {
 /// Opens a split in the configured mode (building missing cache entries), with a message that
 /// names the split; an empty split is an error.
 pub fn open_split(data: &DataConfig, split: &str) -> Result<Arc<ClipDataset>> {
-    let ds = ClipDataset::open(data, split)
-        .map_err(|e| Error::from(e).context(format!("opening split `{split}`")))?;
+    if data.mode == ethos_data::config::DataMode::Cache {
+        crate::output_dir::prepare(&data.cache_dir, "data.cache_dir")?;
+    }
+    let ds = ClipDataset::open(data, split).map_err(|e| split_error(e, data, split))?;
     if ds.is_empty() {
         let file = data
             .splits
@@ -114,6 +117,20 @@ pub fn open_split(data: &DataConfig, split: &str) -> Result<Arc<ClipDataset>> {
         )));
     }
     Ok(Arc::new(ds))
+}
+
+/// An error of opening `split`, with the split named in front unless it is about the events CSV:
+/// that file holds every split's rows, and its messages name the file and line of the bad row.
+pub fn split_error(e: DataError, data: &DataConfig, split: &str) -> Error {
+    let about_events_csv = matches!(
+        &e,
+        DataError::Manifest(m) if m.path() == data.events.as_path()
+    );
+    if about_events_csv {
+        Error::from(e)
+    } else {
+        Error::from(e).context(format!("opening split `{split}`"))
+    }
 }
 
 /// An eval-mode source (no augmentation, sequential order) over a split; with

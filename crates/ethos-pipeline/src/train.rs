@@ -134,8 +134,7 @@ fn train_ranks(
     let loss = make_loss(cfg, &train_ds.labels())?;
 
     if writes {
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
-        ethos_core::fs::clean_stale_temps(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+        crate::output_dir::prepare(&run_dir, "run directory")?;
         let config_path = run_dir.join("config.yaml");
         ethos_core::fs::write_bytes_atomic(&config_path, cfg.to_yaml().as_bytes())
             .map_err(|e| Error::output_io(&config_path, e))?;

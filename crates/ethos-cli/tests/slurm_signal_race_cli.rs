@@ -1,0 +1,89 @@
+//! The generated SLURM script loses no time-limit signal: a USR1 that reaches the batch shell after
+//! its trap is set but before it knows the pid of `ethos` (the window between starting ethos in the
+//! background and `child=$!`) is still forwarded, so ethos stops and the job is requeued instead of
+//! running into the hard time limit.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn write_exe(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_signal_before_the_child_pid_is_known_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = d.join("calls.log");
+    let log = log.display();
+    write_exe(
+        &bin.join("scontrol"),
+        &format!("#!/bin/bash\necho \"scontrol $*\" >> {log}\n"),
+    );
+    write_exe(
+        &bin.join("sbatch"),
+        &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\n"),
+    );
+    // Stand-in ethos: handles USR1 like the trainer (checkpoint, exit 0), else runs 30 s.
+    write_exe(
+        &bin.join("fake-ethos"),
+        &format!(
+            "#!/bin/bash\ntrap 'echo \"ethos got USR1\" >> {log}; exit 0' USR1\n\
+             echo \"ethos $*\" >> {log}\n\
+             for i in $(seq 1 300); do sleep 0.1; done\n\
+             echo 'ethos finished' >> {log}\n"
+        ),
+    );
+    // `hostname` runs in the script after the trap is installed and before ethos starts: the
+    // signal it sends finds the script in the state of the race window (no child pid yet). It
+    // signals the script's shell (its parent, or the grandparent when a subshell runs it).
+    write_exe(
+        &bin.join("hostname"),
+        "#!/bin/bash\np=$PPID\n\
+         case \"$(tr '\\0' ' ' < /proc/$p/cmdline)\" in *train.sbatch*) ;; \
+         *) p=$(awk '{print $4}' /proc/$p/stat) ;; esac\n\
+         kill -USR1 \"$p\"\necho node1\n",
+    );
+    let cfg = d.join("train.yaml");
+    std::fs::write(&cfg, "data: {}\n").unwrap();
+    let script = d.join("train.sbatch");
+    let st = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args(["slurm", "train", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let t0 = Instant::now();
+    let st = Command::new("bash")
+        .arg(&script)
+        .env("PATH", path)
+        .env("ETHOS_BIN", bin.join("fake-ethos"))
+        .env("SLURM_JOB_ID", "77")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let took = t0.elapsed();
+    let calls = std::fs::read_to_string(d.join("calls.log")).unwrap_or_default();
+    assert!(st.success(), "job script exited with {st:?}:\n{calls}");
+    // Forwarded: ethos stopped (by its handler, or by the signal's default action when it came
+    // before the handler was installed) instead of running to its end.
+    assert!(!calls.contains("ethos finished"), "signal lost:\n{calls}");
+    assert!(took < Duration::from_secs(20), "took {took:?}:\n{calls}");
+    assert!(
+        calls.lines().any(|l| l == "scontrol requeue 77"),
+        "not requeued:\n{calls}"
+    );
+}
