@@ -50,7 +50,10 @@ proptest! {
                 // A split file of the same bytes: ids or problems, never a panic.
                 let _ = load_split(&p, &m);
             }
-            Err(e) => prop_assert!(matches!(e, ManifestError::Invalid { .. } | ManifestError::Io { .. })),
+            Err(e) => {
+                let known = matches!(e, ManifestError::Invalid { .. } | ManifestError::Io { .. });
+                prop_assert!(known, "unexpected error kind: {e}");
+            }
         }
     }
 

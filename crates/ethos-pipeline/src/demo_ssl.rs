@@ -264,6 +264,7 @@ pub fn demo_ssl(o: &SslDemoOptions) -> Result<SslDemoSummary> {
                     overrides: sets.clone(),
                     split: split.into(),
                     out: run.join(format!("eval_{split}")),
+                    no_calibration: false,
                 })?;
                 rows.push(SslDemoRow {
                     variant: variant.into(),

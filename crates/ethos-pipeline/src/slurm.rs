@@ -161,7 +161,7 @@ pub fn emit(job: &Job) -> Result<Emitted> {
     // Account, partition and QoS are checked against the cluster where its tools answer.
     let mut job = job.clone();
     let common = match &mut job {
-        Job::Train(t) => &mut t.common,
+        Job::Train(t) | Job::Pretrain(t) => &mut t.common,
         Job::Predict(p) => &mut p.common,
     };
     let checked = crate::slurm_checks::check(

@@ -69,6 +69,7 @@ fn trains_evaluates_and_continues_a_run_through_library_calls() {
         overrides: Vec::new(),
         split: "val".into(),
         out: dir.path().join("eval"),
+        no_calibration: false,
     })
     .unwrap();
     let reported: serde_json::Value =
@@ -123,6 +124,7 @@ fn a_class_list_other_than_the_checkpoints_is_refused() {
         overrides: vec!["data.classes=[tail, ear]".into()],
         split: "val".into(),
         out: dir.path().join("eval"),
+        no_calibration: false,
     })
     .unwrap_err();
     assert!(e.is_bad_input());

@@ -162,7 +162,7 @@ fn train(
     tch::manual_seed(11);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model_cfg = ModelConfig {
-        arch: Arch::R3d,
+        arch: Arch::R3d18,
         preset: Some("r3d_demo".into()),
         head_dropout: 0.3,
         ..ModelConfig::default()

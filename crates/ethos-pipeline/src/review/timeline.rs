@@ -119,6 +119,7 @@ fn write_proxy(video: &Path, path: &Path) -> Result<()> {
                 height: h,
             },
             threads: 2,
+            decoder: Default::default(),
         },
     )?;
     let opts = WriterOptions {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::{ethos, ok, tmp};
 
 fn read(p: &Path) -> String {

@@ -5,7 +5,7 @@
 
 #![cfg(feature = "ffmpeg")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

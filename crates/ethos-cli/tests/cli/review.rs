@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 use common::cdp::Browser;
 use common::{ethos, ok, tmp};
 

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use tch::Tensor;
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 fn tmp(name: &str) -> PathBuf {

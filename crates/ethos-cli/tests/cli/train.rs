@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 /// One small synthetic dataset shared by the tests of this file (built once).

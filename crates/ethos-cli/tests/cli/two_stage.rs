@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use tch::Tensor;
 
-mod common;
+use crate::common;
 use common::ok;
 
 /// `ethos` with one libtorch thread: these tiny models gain nothing from more, and on a busy

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 use common::ok;
 
 /// `ethos` with one libtorch thread: these tiny models gain nothing from more, and on a busy

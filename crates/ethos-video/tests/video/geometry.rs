@@ -2,7 +2,7 @@
 
 #![cfg(feature = "ffmpeg")]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ethos_video::{ClipSampler, ClipWriter, Resize, Roi, WriterOptions, probe};

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 /// A synthetic dataset and a checkpoint of a tiny model trained on it for one epoch (built once).

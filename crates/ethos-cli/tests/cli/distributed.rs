@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 /// One small synthetic dataset with its cache, shared by the tests of one test process.

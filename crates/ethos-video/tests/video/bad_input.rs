@@ -2,7 +2,7 @@
 
 #![cfg(feature = "ffmpeg")]
 
-mod common;
+use crate::common;
 
 use ethos_core::Classify;
 use std::path::Path;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 /// A seeded stream of kill delays (SplitMix64; no dependency needed for a handful of draws).

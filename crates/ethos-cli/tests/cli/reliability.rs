@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 use common::{ethos, ok};
 
 /// A small synthetic dataset shared by the tests of this file (built once).

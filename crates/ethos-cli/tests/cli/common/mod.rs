@@ -1,5 +1,7 @@
 //! Helpers shared by the CLI integration tests that run the real `ethos` binary.
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code)] // not every helper is used by every test module
+
+pub mod cdp;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
