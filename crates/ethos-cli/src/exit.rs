@@ -70,7 +70,10 @@ mod tests {
         let err = anyhow::Error::new(leaf).context("opening split `val`");
         let m = message(&err);
         assert_eq!(m.matches(&os).count(), 1, "{m}");
-        assert_eq!(m, format!("opening split `val`: events.csv: cannot read: {os}"));
+        assert_eq!(
+            m,
+            format!("opening split `val`: events.csv: cannot read: {os}")
+        );
         // Distinct causes are all kept.
         let err = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(message(&err), "outer: middle: inner");

@@ -690,7 +690,10 @@ mod tests {
             let (a, b) = (&ranks[0][i], &ranks[1][i]);
             let inputs: Vec<f32> = a.inputs.iter().chain(b.inputs.iter()).copied().collect();
             assert_eq!(inputs, w.inputs.to_vec(), "batch {}", i + 2);
-            assert_eq!([a.positions.clone(), b.positions.clone()].concat(), w.positions);
+            assert_eq!(
+                [a.positions.clone(), b.positions.clone()].concat(),
+                w.positions
+            );
             assert_eq!([a.labels.clone(), b.labels.clone()].concat(), w.labels);
         }
     }

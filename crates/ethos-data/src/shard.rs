@@ -79,7 +79,12 @@ impl Shard {
 
     /// The epoch positions of this shard's batch `batch` (possibly empty: a last global batch
     /// smaller than the world leaves some ranks without samples).
-    pub fn batch_positions(&self, batch: usize, epoch_len: usize, batch_size: usize) -> Range<usize> {
+    pub fn batch_positions(
+        &self,
+        batch: usize,
+        epoch_len: usize,
+        batch_size: usize,
+    ) -> Range<usize> {
         let b = batch_size.max(1);
         let block = self.block(epoch_len);
         let start = (block.start + batch * b).min(block.end);
@@ -140,6 +145,10 @@ mod tests {
             assert_eq!(all, (0..n).collect::<Vec<_>>(), "n {n} b {b} world {world}");
         }
         assert_eq!(Shard::evaluation(0, 1), Shard::Whole);
-        assert_eq!(Shard::Blocks { rank: 1, world: 2 }.num_batches(23, 4, true), 2);
+        // Rank 1 holds positions 11..23: three whole batches of 4.
+        assert_eq!(
+            Shard::Blocks { rank: 1, world: 2 }.num_batches(23, 4, true),
+            3
+        );
     }
 }

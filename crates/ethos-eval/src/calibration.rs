@@ -134,7 +134,12 @@ pub fn nll(logits: &[f64], labels: &[usize], c: usize, temperature: f64) -> f64 
     let mut sum = 0.0;
     for (row, &y) in logits.chunks_exact(c).zip(labels) {
         let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lse = max * beta + row.iter().map(|&v| ((v - max) * beta).exp()).sum::<f64>().ln();
+        let lse = max * beta
+            + row
+                .iter()
+                .map(|&v| ((v - max) * beta).exp())
+                .sum::<f64>()
+                .ln();
         sum += lse - beta * row[y];
     }
     sum / labels.len().max(1) as f64
@@ -462,10 +467,7 @@ pub fn tune_rule(
             DecisionRule::PerClass { thresholds }
         }
     };
-    let value = target_value(
-        target,
-        &confusion(&rule.predict_all(probs, c), labels, c),
-    );
+    let value = target_value(target, &confusion(&rule.predict_all(probs, c), labels, c));
     Ok((rule, value))
 }
 
@@ -584,7 +586,11 @@ impl Calibration {
 
     /// Calibrated probabilities of row-major model probabilities.
     pub fn apply(&self, probs: &[f64]) -> Vec<f64> {
-        softmax_rows(&logits_from_probs(probs), self.classes.len(), self.temperature)
+        softmax_rows(
+            &logits_from_probs(probs),
+            self.classes.len(),
+            self.temperature,
+        )
     }
 
     /// Reads a calibration file; `Ok(None)` when it does not exist.
@@ -702,7 +708,10 @@ mod tests {
         let probs = softmax_rows(&logits, 3, 1.0);
         let from_logits = fit_temperature(&logits, &labels, 3).unwrap();
         let from_probs = fit_temperature(&logits_from_probs(&probs), &labels, 3).unwrap();
-        assert!((from_logits - from_probs).abs() < 1e-6, "{from_logits} vs {from_probs}");
+        assert!(
+            (from_logits - from_probs).abs() < 1e-6,
+            "{from_logits} vs {from_probs}"
+        );
     }
 
     #[test]
@@ -761,9 +770,16 @@ mod tests {
             };
             assert_eq!(k, class, "{key}");
             let best = brute_force(key, class, &probs, &labels, c);
-            assert!((value - best).abs() < 1e-12, "{key}: tuned {value}, brute {best}");
-            assert_eq!(rule_metric(key, &rule, &probs, &labels, &classes).unwrap(), value);
-            let argmax = rule_metric(key, &DecisionRule::Argmax, &probs, &labels, &classes).unwrap();
+            assert!(
+                (value - best).abs() < 1e-12,
+                "{key}: tuned {value}, brute {best}"
+            );
+            assert_eq!(
+                rule_metric(key, &rule, &probs, &labels, &classes).unwrap(),
+                value
+            );
+            let argmax =
+                rule_metric(key, &DecisionRule::Argmax, &probs, &labels, &classes).unwrap();
             assert!(value >= argmax);
         }
     }
@@ -835,7 +851,8 @@ mod tests {
     fn calibration_round_trips_and_rejects_bad_files() {
         let (logits, labels) = overconfident(2_000, 2, 5);
         let probs = softmax_rows(&logits, 2, 1.0);
-        let cal = Calibration::fit(&names(2), &probs, &labels, "f1_tail", "val", "best.ckpt").unwrap();
+        let cal =
+            Calibration::fit(&names(2), &probs, &labels, "f1_tail", "val", "best.ckpt").unwrap();
         assert!(cal.fit.ece_after < cal.fit.ece_before);
         assert!(cal.fit.nll_after < cal.fit.nll_before);
         let dir = tempfile::tempdir().unwrap();
@@ -847,6 +864,10 @@ mod tests {
         assert!((back.temperature - cal.temperature).abs() < 1e-12);
         assert!((back.fit.nll_after - cal.fit.nll_after).abs() < 1e-12);
         std::fs::write(&path, "{\"format\": 1}").unwrap();
-        assert!(Calibration::read(&path).unwrap_err().contains("calibration.json"));
+        assert!(
+            Calibration::read(&path)
+                .unwrap_err()
+                .contains("calibration.json")
+        );
     }
 }

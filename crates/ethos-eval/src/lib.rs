@@ -8,8 +8,8 @@
 pub mod calibration;
 pub mod history;
 pub mod metrics;
-pub mod predictions_csv;
 pub mod plots;
+pub mod predictions_csv;
 pub mod report;
 pub mod sample_history;
 pub mod tensorboard;

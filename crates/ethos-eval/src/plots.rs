@@ -213,8 +213,15 @@ mod tests {
             score: 1.0,
         };
         let e = dir.path().join("etho.png");
-        write_ethogram_png(&e, "v", &classes, &windows, &[bout(1, 5.0, 10.0)], &[bout(1, 5.5, 9.0)])
-            .unwrap();
+        write_ethogram_png(
+            &e,
+            "v",
+            &classes,
+            &windows,
+            &[bout(1, 5.0, 10.0)],
+            &[bout(1, 5.5, 9.0)],
+        )
+        .unwrap();
         assert_eq!(image_size(&e), (1400, 560));
     }
 

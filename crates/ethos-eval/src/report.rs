@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::coord::Shift;
 use image::ImageEncoder;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::history::HistoryRow;

@@ -237,7 +237,11 @@ impl SampleHistory {
                 classes.iter().position(|k| k == get(c)).ok_or_else(|| {
                     row_err(
                         line,
-                        format!("unknown class `{}` (classes: {})", get(c), classes.join(", ")),
+                        format!(
+                            "unknown class `{}` (classes: {})",
+                            get(c),
+                            classes.join(", ")
+                        ),
                     )
                 })
             };
@@ -451,7 +455,9 @@ mod tests {
             "epoch,split,event_idx,true,predicted,loss,margin\n1,train,3,cow,ear,0.1,0.2\n",
         )
         .unwrap();
-        let e = SampleHistory::read(&path, &classes()).unwrap_err().to_string();
+        let e = SampleHistory::read(&path, &classes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(":2:") && e.contains("cow"), "{e}");
     }
 }

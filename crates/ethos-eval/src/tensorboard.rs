@@ -109,7 +109,7 @@ pub fn encode_event(
 /// The masked CRC-32C of TFRecord files.
 pub fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// One framed record.
@@ -169,7 +169,10 @@ impl EventWriter {
 
     /// Writes scalars at `step` (one event).
     pub fn scalars(&mut self, step: i64, values: &[(&str, f64)]) -> std::io::Result<()> {
-        let v: Vec<(&str, Value)> = values.iter().map(|(k, x)| (*k, Value::Scalar(*x))).collect();
+        let v: Vec<(&str, Value)> = values
+            .iter()
+            .map(|(k, x)| (*k, Value::Scalar(*x)))
+            .collect();
         self.write(step, &v)
     }
 }
@@ -185,7 +188,7 @@ mod tests {
         let crc = 0xE306_9283u32;
         assert_eq!(
             masked_crc(b"123456789"),
-            ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+            crc.rotate_right(15).wrapping_add(0xa282_ead8)
         );
     }
 
@@ -208,6 +211,9 @@ mod tests {
         w.scalars(1, &[("a", 1.0)]).unwrap();
         let bytes = std::fs::read(w.path()).unwrap();
         let first = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        assert_eq!(bytes.len(), 16 + first + 16 + encode_event(0.0, 1, None, &[("a", Value::Scalar(1.0))]).len());
+        assert_eq!(
+            bytes.len(),
+            16 + first + 16 + encode_event(0.0, 1, None, &[("a", Value::Scalar(1.0))]).len()
+        );
     }
 }

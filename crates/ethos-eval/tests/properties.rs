@@ -151,7 +151,8 @@ proptest! {
         if let Ok(m) = pr.metrics() {
             for (k, v) in m.scalars() {
                 if let Some(v) = v {
-                    if k != "loss" {
+                    // Supports are counts; every other scalar is a rate or a score.
+                    if k != "loss" && !k.starts_with("support_") {
                         prop_assert!((0.0..=1.0).contains(&v), "{} = {}", k, v);
                     }
                 }

@@ -367,14 +367,15 @@ pub fn read_safetensors_bytes(
                 .unwrap_or(0)
         })
         .unwrap_or(0);
-    let expected = header_end as u64 + data_end;
+    // A hostile header can name offsets near u64::MAX: saturate instead of overflowing.
+    let expected = (header_end as u64).saturating_add(data_end);
     if (bytes.len() as u64) < expected {
         return Err(bad(format!(
             "truncated: the header describes {expected} bytes but the file has {}",
             bytes.len()
         )));
     }
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut views = st.tensors();
     views.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
     let mut out = Vec::with_capacity(views.len());
@@ -591,8 +592,8 @@ pub fn write_safetensors_stream<S: AsRef<str>, V: safetensors::View>(
         );
         offset = end;
     }
-    let mut json = serde_json::to_vec(&serde_json::Value::Object(header))
-        .map_err(std::io::Error::other)?;
+    let mut json =
+        serde_json::to_vec(&serde_json::Value::Object(header)).map_err(std::io::Error::other)?;
     json.resize(json.len().next_multiple_of(8), b' ');
     w.write_all(&(json.len() as u64).to_le_bytes())?;
     w.write_all(&json)?;

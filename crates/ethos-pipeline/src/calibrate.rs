@@ -14,7 +14,9 @@ use ethos_eval::calibration::{
 };
 use ethos_eval::metrics::MetricSet;
 use ethos_eval::plots::write_reliability_png;
-use ethos_eval::timeline::{Bout, BoutEvaluation, MergeRule, WindowProbs, evaluate_bouts, merge_windows};
+use ethos_eval::timeline::{
+    Bout, BoutEvaluation, MergeRule, WindowProbs, evaluate_bouts, merge_windows,
+};
 use ethos_train::trainer::{self, EvalOutput, Progress};
 use serde::Serialize;
 use tch::nn;
@@ -49,7 +51,11 @@ pub fn checkpoint_id(checkpoint: &Path) -> String {
 
 /// The calibration to apply to `checkpoint`'s outputs: `None` with `disabled`, without a
 /// `calibration.json`, or (with a warning) when it was made for another checkpoint or class list.
-pub fn load_for(checkpoint: &Path, classes: &[String], disabled: bool) -> Result<Option<Calibration>> {
+pub fn load_for(
+    checkpoint: &Path,
+    classes: &[String],
+    disabled: bool,
+) -> Result<Option<Calibration>> {
     if disabled {
         return Ok(None);
     }
@@ -182,7 +188,10 @@ pub fn calibrate(o: &CalibrateOptions) -> Result<CalibrateSummary> {
     let calibrated = cal.apply(&probs);
     write_reliability_png(
         &png,
-        (&reliability(&probs, &out.labels, c, ECE_BINS), cal.fit.ece_before),
+        (
+            &reliability(&probs, &out.labels, c, ECE_BINS),
+            cal.fit.ece_before,
+        ),
         (
             &reliability(&calibrated, &out.labels, c, ECE_BINS),
             cal.fit.ece_after,
@@ -272,9 +281,10 @@ pub fn read_windows(path: &Path, classes: &[String]) -> Result<Vec<WindowProbs>>
         .map_err(|e| Error::bad_input(format!("{}: {e}", path.display())))?
         .clone();
     let col = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::bad_input(format!("{}: missing column `{name}`", path.display()))
-        })
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::bad_input(format!("{}: missing column `{name}`", path.display())))
     };
     let (cs, ce) = (col("start_s")?, col("end_s")?);
     let cp: Vec<usize> = classes
@@ -287,13 +297,16 @@ pub fn read_windows(path: &Path, classes: &[String]) -> Result<Vec<WindowProbs>>
         let rec = rec.map_err(|e| Error::bad_input(format!("{}:{line}: {e}", path.display())))?;
         let num = |c: usize| -> Result<f64> {
             let s = rec.get(c).unwrap_or("").trim();
-            s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                Error::bad_input(format!(
-                    "{}:{line}: column `{}`: `{s}` is not a finite number",
-                    path.display(),
-                    &header[c]
-                ))
-            })
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    Error::bad_input(format!(
+                        "{}:{line}: column `{}`: `{s}` is not a finite number",
+                        path.display(),
+                        &header[c]
+                    ))
+                })
         };
         out.push(WindowProbs {
             start_s: num(cs)?,
@@ -476,7 +489,10 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<String> {
-        ["ear", "tail", "none"].iter().map(|s| s.to_string()).collect()
+        ["ear", "tail", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn bout(k: usize, s: f64, e: f64) -> Bout {
@@ -545,13 +561,18 @@ mod tests {
                             let p = timeline_bouts("v.mp4", &windows, &r);
                             let p: Vec<Bout> =
                                 p.into_iter().filter(|b| b.class_index < 2).collect();
-                            brute = brute.max(evaluate_bouts(&p, &truth, &classes2, 1.0, 0.5).macro_bout_f1);
+                            brute = brute
+                                .max(evaluate_bouts(&p, &truth, &classes2, 1.0, 0.5).macro_bout_f1);
                         }
                     }
                 }
             }
         }
-        assert!((eval.macro_bout_f1 - brute).abs() < 1e-12, "{} vs {brute}", eval.macro_bout_f1);
+        assert!(
+            (eval.macro_bout_f1 - brute).abs() < 1e-12,
+            "{} vs {brute}",
+            eval.macro_bout_f1
+        );
     }
 
     #[test]

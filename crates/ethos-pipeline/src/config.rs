@@ -808,7 +808,9 @@ model:\n  arch: mvit\n  preset: mvit_demo\ntrain:\n  epochs: 3\n  metric_key: f1
         let cuda = load(BASE, &["data.decoder=cuda"]).unwrap();
         assert_eq!(cuda.data.decoder, ethos_video::Decoder::Cuda);
         assert_eq!(cuda.hash(), c.hash());
-        let text = format!("{BASE}").replace("data:\n", "data:\n  decoder: cpu\n");
+        let text = BASE
+            .to_string()
+            .replace("data:\n", "data:\n  decoder: cpu\n");
         assert_eq!(
             load(&text, &[]).unwrap().data.decoder,
             ethos_video::Decoder::Cpu

@@ -210,7 +210,10 @@ pub fn demo(o: &DemoOptions) -> Result<DemoSummary> {
     let train_seconds = t_train.elapsed().as_secs_f64();
     let ckpt = crate::run_dir::run_checkpoint(&summary.run_dir)?;
 
-    tracing::info!("demo: calibrating on val (temperature, rule for {})", cfg.train.metric_key);
+    tracing::info!(
+        "demo: calibrating on val (temperature, rule for {})",
+        cfg.train.metric_key
+    );
     let calibration = crate::calibrate::calibrate(&crate::calibrate::CalibrateOptions {
         checkpoint: ckpt.clone(),
         config: Some(demo_cfg.clone()),
@@ -238,12 +241,7 @@ pub fn demo(o: &DemoOptions) -> Result<DemoSummary> {
     let long_video = long_video_step(o, &data_dir, &demo_cfg, &overrides, &ckpt)?;
     let timeline_tuning = match &long_video {
         Some(_) => Some(timeline_tuning_step(
-            o,
-            &spec,
-            &data_dir,
-            &demo_cfg,
-            &overrides,
-            &ckpt,
+            o, &spec, &data_dir, &demo_cfg, &overrides, &ckpt,
         )?),
         None => None,
     };

@@ -12,7 +12,7 @@ use crate::Result;
 /// B-frames of a video.
 pub fn probe(video: &Path) -> Result<ethos_video::VideoInfo> {
     ethos_video::init();
-    Ok(ethos_video::probe(video).context(format!("probing {}", video.display()))?)
+    ethos_video::probe(video).context(format!("probing {}", video.display()))
 }
 
 /// What the engine and FFmpeg see on this machine: libtorch (version, folder, CUDA library),

@@ -199,7 +199,11 @@ pub fn launch(opts: &LaunchOptions) -> Result<LaunchSummary> {
             pids.lock().unwrap_or_else(|e| e.into_inner())[rank] = None;
             let exit = rank_exit(rank, child.id(), status, terminated[rank]);
             if !exit.success() && first_failure.is_none() && !terminated[rank] {
-                tracing::error!("{}; waiting up to {:.0} s for the other ranks to stop", exit.describe(), opts.grace.as_secs_f64());
+                tracing::error!(
+                    "{}; waiting up to {:.0} s for the other ranks to stop",
+                    exit.describe(),
+                    opts.grace.as_secs_f64()
+                );
                 first_failure = Some(rank);
                 deadline = Some(Instant::now() + opts.grace);
             }
@@ -355,7 +359,10 @@ mod tests {
             m.starts_with("rank 1 (pid") && m.contains("exited with code 3"),
             "{m}"
         );
-        assert!(m.contains("rank 0") && m.contains("after being told to stop"), "{m}");
+        assert!(
+            m.contains("rank 0") && m.contains("after being told to stop"),
+            "{m}"
+        );
         assert!(!e.is_bad_input());
         assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
         // Bad input in a rank (exit 2) is bad input of the launch.
@@ -363,7 +370,10 @@ mod tests {
         assert!(e.is_bad_input(), "{e}");
         // A rank killed by a signal is named with it.
         let e = sh("if [ \"$RANK\" = 0 ]; then kill -9 $$; fi; sleep 1", 2).unwrap_err();
-        assert!(e.to_string().contains("rank 0") && e.to_string().contains("SIGKILL"), "{e}");
+        assert!(
+            e.to_string().contains("rank 0") && e.to_string().contains("SIGKILL"),
+            "{e}"
+        );
         assert!(sh("true", 0).unwrap_err().is_bad_input());
     }
 }

@@ -70,6 +70,10 @@ mod tests {
         let ok = dir.path().join("a/b");
         prepare(&ok, "--out").unwrap();
         assert!(ok.is_dir());
-        assert_eq!(std::fs::read_dir(&ok).unwrap().count(), 0, "probe left behind");
+        assert_eq!(
+            std::fs::read_dir(&ok).unwrap().count(),
+            0,
+            "probe left behind"
+        );
     }
 }

@@ -215,6 +215,11 @@ pub struct PredictSummary {
     pub interrupted: bool,
     /// One entry per listed video.
     pub per_video: Vec<VideoSummary>,
+    /// The calibration applied to the windows' probabilities before the bouts were made (the
+    /// run's `calibration.json` at the time; `None` without one or with `--no-calibration`).
+    /// `NAME.windows.csv` keeps the raw probabilities; a review page applies this to show what the
+    /// bouts came from.
+    pub calibration: Option<ethos_eval::calibration::Calibration>,
     /// Where this summary was written.
     #[serde(skip)]
     pub path: PathBuf,
@@ -412,7 +417,8 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
             }
         }
     }
-    let summary = summarize(o, spec, videos.len(), per_video, interrupted, t0);
+    let mut summary = summarize(o, spec, videos.len(), per_video, interrupted, t0);
+    summary.calibration = calibration.clone();
     crate::write_json(&summary.path, &summary)?;
     if summary.failed > 0 {
         let failed: Vec<String> = summary
@@ -465,6 +471,7 @@ fn summarize(
         model_s: per_video.iter().map(|s| s.model_s).sum(),
         interrupted,
         per_video,
+        calibration: None,
         path: o.out.join(name),
     }
 }

@@ -136,6 +136,9 @@ pub fn plan_start(
 /// Copies a run's checkpoints and history into `run_dir`, so a resume into a new folder holds a
 /// whole run there (its best checkpoint included) and never writes into the source.
 fn adopt(ckpt: &Path, source_dir: &Path, run_dir: &Path) -> Result<RunStart> {
+    // A file that is not a checkpoint is refused before anything is written into `run_dir`.
+    ethos_train::checkpoint::load_state(ckpt)
+        .map_err(|e| Error::from(e).context(format!("--resume {}", ckpt.display())))?;
     std::fs::create_dir_all(run_dir).map_err(|e| Error::output_io(run_dir, e))?;
     let copy = |from: &Path, name: &str| -> Result<()> {
         let to = run_dir.join(name);
@@ -170,6 +173,26 @@ model:\n  arch: r3d_18\n  preset: r3d_demo\ntrain:\n  metric_key: f1_tail\n  run
         RunConfig::from_yaml_str(yaml, &dir.join("c.yaml"), &sets).unwrap()
     }
 
+    /// Writes a real (tensor-less) checkpoint: `adopt` refuses files that are not checkpoints.
+    fn write_ckpt(path: &Path) {
+        let state = ethos_train::checkpoint::TrainState {
+            format_version: ethos_train::checkpoint::CHECKPOINT_FORMAT,
+            epochs_done: 1,
+            global_step: 1,
+            best_metric: None,
+            best_epoch: None,
+            epochs_without_improvement: 0,
+            seed: 0,
+            config_hash: String::new(),
+            scheduler: serde_json::Value::Null,
+            scaler: serde_json::Value::Null,
+            optimizer: serde_json::Value::Null,
+            history: Vec::new(),
+            partial_epoch: None,
+        };
+        ethos_train::checkpoint::save(path, &[], &[], &state, &serde_json::json!({})).unwrap();
+    }
+
     #[test]
     fn a_failed_start_does_not_block_its_folder() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,7 +211,7 @@ model:\n  arch: r3d_18\n  preset: r3d_demo\ntrain:\n  metric_key: f1_tail\n  run
         let c = cfg(dir.path(), &[]);
         let other = dir.path().join("other");
         std::fs::create_dir_all(&other).unwrap();
-        std::fs::write(other.join(LAST_CKPT), "ck").unwrap();
+        write_ckpt(&other.join(LAST_CKPT));
         let s = plan_start(&c, Some(&other.join(LAST_CKPT)), None, false).unwrap();
         assert_eq!(s.run_dir, other);
         assert_eq!(s.resume, Some(other.join(LAST_CKPT)));
@@ -210,6 +233,16 @@ model:\n  arch: r3d_18\n  preset: r3d_demo\ntrain:\n  metric_key: f1_tail\n  run
         );
         let e = plan_start(&c, Some(&dir.path().join("nope.ckpt")), None, false).unwrap_err();
         assert!(e.to_string().contains("nope.ckpt"), "{e}");
+        // A file that is not a checkpoint is refused before the new folder gets anything.
+        let garbage = dir.path().join("garbage.ckpt");
+        std::fs::write(&garbage, "not a checkpoint").unwrap();
+        let fresh = dir.path().join("fresh");
+        let e = plan_start(&c, Some(&garbage), Some(&fresh), false).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("garbage.ckpt"),
+            "{e}"
+        );
+        assert!(!fresh.join(LAST_CKPT).exists());
     }
 
     #[test]

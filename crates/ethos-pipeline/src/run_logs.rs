@@ -20,7 +20,10 @@ pub fn attach(trainer: &mut Trainer<'_>, cfg: &RunConfig, run_dir: &Path) -> Res
     }
     if cfg.train.tensorboard {
         let tb = TensorBoardObserver::new(run_dir)?;
-        tracing::info!("tensorboard: event files in {}", run_dir.join("tensorboard").display());
+        tracing::info!(
+            "tensorboard: event files in {}",
+            run_dir.join("tensorboard").display()
+        );
         trainer.add_observer(Box::new(tb));
     }
     Ok(())

@@ -246,7 +246,13 @@ fn resumable_script(t: &TrainArgs, command: &str, default_name: &str) -> Result<
         .clone()
         .unwrap_or_else(|| default_name.into());
     let tasks = t.parallel.tasks(t.common.gpus)?;
-    render(&t.common, &name, None, &cmd, tasks.map(|k| (&t.parallel, k)))
+    render(
+        &t.common,
+        &name,
+        None,
+        &cmd,
+        tasks.map(|k| (&t.parallel, k)),
+    )
 }
 
 fn predict_script(p: &PredictArgs) -> Result<String> {
@@ -293,8 +299,7 @@ fn render(
     if c.on_timeout == OnTimeout::Resubmit && c.out.is_none() {
         return Err(Error::bad_input(
             "--on-timeout resubmit needs --out FILE (the script resubmits itself)",
-        )
-        .into());
+        ));
     }
     let ethos = match &c.ethos {
         Some(p) => absolute(p)?,
@@ -391,6 +396,13 @@ fn render(
         "ETHOS=${{ETHOS_BIN:-{}}}",
         quote(&ethos.display().to_string())
     )?;
+    // Before the trap: bash (5.2) fails to run a trap that arrives inside a command
+    // substitution ("unexpected EOF while looking for matching `)'"), losing the signal, so no
+    // `$(...)` runs between the trap and the start of ethos.
+    writeln!(
+        w,
+        "echo \"ethos-slurm: job ${{SLURM_JOB_ID:-?}} on $(hostname) at $(date -Is)\" >&2"
+    )?;
     writeln!(w)?;
     writeln!(w, "timed_out=0")?;
     writeln!(w, "child=")?;
@@ -406,10 +418,6 @@ fn render(
     )?;
     writeln!(w, "}}")?;
     writeln!(w, "trap on_time_limit USR1 TERM")?;
-    writeln!(
-        w,
-        "echo \"ethos-slurm: job ${{SLURM_JOB_ID:-?}} on $(hostname) at $(date -Is)\" >&2"
-    )?;
     let words: Vec<String> = ethos_args.iter().map(|a| quote_keep_vars(a)).collect();
     let launcher = tasks
         .as_ref()
@@ -417,13 +425,16 @@ fn render(
         .unwrap_or_default();
     writeln!(w, "{launcher}\"$ETHOS\" {} &", words.join(" "))?;
     writeln!(w, "child=$!")?;
+    // Between the fork and the exec of ethos the child still runs this script's trap, which
+    // swallows the signal; before `child=$!` the trap has no pid to forward to. Either way the
+    // signal is sent again once ethos has had a moment to start (a second USR1 is harmless).
     writeln!(
         w,
-        "# A signal that came between starting ethos and setting child found no child to forward to."
+        "# A signal that came while ethos was starting may have been lost: send it again."
     )?;
     writeln!(
         w,
-        "if [ \"$timed_out\" = 1 ]; then kill -USR1 \"$child\" 2>/dev/null; fi"
+        "if [ \"$timed_out\" = 1 ]; then sleep 1; kill -USR1 \"$child\" 2>/dev/null; fi"
     )?;
     writeln!(
         w,

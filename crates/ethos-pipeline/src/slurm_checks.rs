@@ -119,7 +119,11 @@ pub fn check(
     if let Some(p) = partition {
         match run("sinfo", &["--noheader", "--format=%R"]) {
             Some(out) if !out.trim().is_empty() => {
-                let names: BTreeSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                let names: BTreeSet<&str> = out
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
                 if !names.contains(p) {
                     return Err(Error::bad_input(format!(
                         "--partition {p}: this cluster has no such partition (sinfo lists: {})",
@@ -190,7 +194,9 @@ fn check_association(
     if !allowed.is_empty() && !allowed.contains(qos) {
         return Err(Error::bad_input(format!(
             "--qos {qos}: not allowed for account {account}{} (sacctmgr allows: {})",
-            partition.map(|p| format!(" on partition {p}")).unwrap_or_default(),
+            partition
+                .map(|p| format!(" on partition {p}"))
+                .unwrap_or_default(),
             allowed.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
@@ -260,11 +266,27 @@ mod tests {
 
     #[test]
     fn accounts_are_lower_cased_and_checked() {
-        let c = check(Some("ACF-UTK0011"), Some("campus"), Some("campus"), Some("ana"), &cluster).unwrap();
+        let c = check(
+            Some("ACF-UTK0011"),
+            Some("campus"),
+            Some("campus"),
+            Some("ana"),
+            &cluster,
+        )
+        .unwrap();
         assert_eq!(c.account.as_deref(), Some("acf-utk0011"));
         assert!(c.warnings[0].contains("lower case"), "{:?}", c.warnings);
-        let m = msg(check(Some("acf-utk0012"), None, None, Some("ana"), &cluster));
-        assert!(m.contains("acf-utk0012") && m.contains("acf-utk0011, lab42"), "{m}");
+        let m = msg(check(
+            Some("acf-utk0012"),
+            None,
+            None,
+            Some("ana"),
+            &cluster,
+        ));
+        assert!(
+            m.contains("acf-utk0012") && m.contains("acf-utk0011, lab42"),
+            "{m}"
+        );
         // Without any answer, nothing is checked but the case.
         let none = |_: &str, _: &[&str]| None;
         let c = check(Some("Anything"), Some("p"), Some("q"), Some("ana"), &none).unwrap();
@@ -274,15 +296,46 @@ mod tests {
     #[test]
     fn partitions_and_qos_are_checked() {
         let m = msg(check(None, Some("gpus"), None, Some("ana"), &cluster));
-        assert!(m.contains("--partition gpus") && m.contains("campus, gpu"), "{m}");
+        assert!(
+            m.contains("--partition gpus") && m.contains("campus, gpu"),
+            "{m}"
+        );
         // The GPU partition demands its QoS.
-        let m = msg(check(Some("acf-utk0011"), Some("gpu"), None, Some("ana"), &cluster));
+        let m = msg(check(
+            Some("acf-utk0011"),
+            Some("gpu"),
+            None,
+            Some("ana"),
+            &cluster,
+        ));
         assert!(m.contains("pass --qos gpu-qos"), "{m}");
-        let m = msg(check(Some("acf-utk0011"), Some("gpu"), Some("normal"), Some("ana"), &cluster));
+        let m = msg(check(
+            Some("acf-utk0011"),
+            Some("gpu"),
+            Some("normal"),
+            Some("ana"),
+            &cluster,
+        ));
         assert!(m.contains("--qos normal") && m.contains("AllowQos"), "{m}");
-        check(Some("acf-utk0011"), Some("gpu"), Some("gpu-qos"), Some("ana"), &cluster).unwrap();
+        check(
+            Some("acf-utk0011"),
+            Some("gpu"),
+            Some("gpu-qos"),
+            Some("ana"),
+            &cluster,
+        )
+        .unwrap();
         // A QoS the partition allows but the account's associations do not.
-        let m = msg(check(Some("lab42"), Some("gpu"), Some("long"), Some("ana"), &cluster));
-        assert!(m.contains("not allowed for account lab42") && m.contains("normal"), "{m}");
+        let m = msg(check(
+            Some("lab42"),
+            Some("gpu"),
+            Some("long"),
+            Some("ana"),
+            &cluster,
+        ));
+        assert!(
+            m.contains("not allowed for account lab42") && m.contains("normal"),
+            "{m}"
+        );
     }
 }

@@ -59,7 +59,10 @@ impl Parallel {
             ));
         }
         if let Some(iface) = &self.net_interface
-            && (iface.is_empty() || !iface.chars().all(|c| c.is_ascii_alphanumeric() || "._-:^,=".contains(c)))
+            && (iface.is_empty()
+                || !iface
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-:^,=".contains(c)))
         {
             return Err(Error::bad_input(format!(
                 "--net-interface {iface:?}: expected an interface name such as ib0 or eth0"
@@ -119,10 +122,7 @@ pub fn environment(p: &Parallel, t: &Tasks) -> String {
         s,
         "# srun no longer hands --cpus-per-task to the tasks by itself (Slurm 22.05+)"
     );
-    let _ = writeln!(
-        s,
-        "export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_PER_TASK:-1}}"
-    );
+    let _ = writeln!(s, "export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_PER_TASK:-1}}");
     s
 }
 

@@ -33,10 +33,10 @@ pub fn synth(spec: &SynthSpec, out: &Path, progress: &dyn Progress) -> Result<Sy
         let now = done.fetch_add(n, Ordering::Relaxed) + n;
         progress.step(now as usize, total as usize, None);
     };
-    Ok(synth::write_dataset(&plan, out, &frames).context(format!(
+    synth::write_dataset(&plan, out, &frames).context(format!(
         "writing the synthetic dataset to {}",
         out.display()
-    ))?)
+    ))
 }
 
 /// True when `dir` holds a dataset that `ethos synth` wrote with `spec`'s settings (the demo reuses

@@ -67,18 +67,25 @@ pub fn truth_bouts(truth: &Path, video: &Path, classes: &[String]) -> Result<Vec
     let name = video.file_name().map(|n| n.to_string_lossy().into_owned());
     let mut out = Vec::new();
     for e in &m.events {
-        if e.video.file_name().map(|n| n.to_string_lossy().into_owned()) != name {
+        if e.video
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            != name
+        {
             continue;
         }
-        let k = classes.iter().position(|c| *c == e.behavior).ok_or_else(|| {
-            Error::bad_input(format!(
-                "{}:{}: behavior `{}` is not a class of the model ({})",
-                truth.display(),
-                e.line,
-                e.behavior,
-                classes.join(", ")
-            ))
-        })?;
+        let k = classes
+            .iter()
+            .position(|c| *c == e.behavior)
+            .ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}:{}: behavior `{}` is not a class of the model ({})",
+                    truth.display(),
+                    e.line,
+                    e.behavior,
+                    classes.join(", ")
+                ))
+            })?;
         out.push(Bout {
             video: video.display().to_string(),
             class_index: k,
@@ -246,7 +253,12 @@ pub fn finish_video(
             let counts = classes
                 .iter()
                 .enumerate()
-                .map(|(k, c)| (c.clone(), bouts.iter().filter(|b| b.class_index == k).count()))
+                .map(|(k, c)| {
+                    (
+                        c.clone(),
+                        bouts.iter().filter(|b| b.class_index == k).count(),
+                    )
+                })
                 .collect();
             (bouts, Some(counts))
         }

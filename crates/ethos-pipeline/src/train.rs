@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ethos_core::{Error, Layout, ResultExt};
 use ethos_data::dataset::ClipDataset;
-use ethos_data::shard::Shard;
 use ethos_data::sampler::{BalancedSampler, Sampler, ShuffleSampler};
+use ethos_data::shard::Shard;
 use ethos_data::transforms::ClipTransform;
 use ethos_eval::metrics::MetricKey;
 use ethos_models::VideoModel;
@@ -81,10 +81,9 @@ pub fn make_loss(cfg: &RunConfig, train_labels: &[usize]) -> Result<FocalLoss> {
         .class_weights_for(&counts, &cfg.data.classes)
         .context(format!("config {}: loss", cfg.path.display()))?;
     tracing::info!("train class counts {counts:?}, class weights {weights:?}");
-    Ok(cfg
-        .loss
+    cfg.loss
         .build(weights)
-        .context(format!("config {}: loss", cfg.path.display()))?)
+        .context(format!("config {}: loss", cfg.path.display()))
 }
 
 /// Trains as configured into the run directory [`run_dir::plan_start`] picks.

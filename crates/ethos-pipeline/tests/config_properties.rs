@@ -7,7 +7,7 @@ use std::path::Path;
 use ethos_pipeline::{ErrorKind, RunConfig};
 use proptest::prelude::*;
 
-const BASE: &str = "data:\n  classes: [ear, tail]\n  events: events.csv\n  splits:\n    train: train.csv\n    val: val.csv\n";
+const BASE: &str = "data:\n  classes: [ear, tail]\n  events: events.csv\n  splits:\n    train: train.csv\n    val: val.csv\nmodel:\n  preset: mvit_demo\n";
 
 fn load(text: &str, sets: &[String]) -> ethos_pipeline::Result<RunConfig> {
     RunConfig::from_yaml_str(text, Path::new("/nowhere/config.yaml"), sets)

@@ -33,7 +33,9 @@ pub struct DataParallel {
 
 impl std::fmt::Debug for DataParallel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataParallel").field("pg", &self.pg).finish()
+        f.debug_struct("DataParallel")
+            .field("pg", &self.pg)
+            .finish()
     }
 }
 
@@ -88,7 +90,11 @@ impl DataParallel {
     /// Copies every variable of `vs` (trainable or not) from rank 0 to the other ranks: initial
     /// weights, and the buffers (BatchNorm statistics) before an evaluation, so that every rank
     /// evaluates rank 0's model, as PyTorch's DDP does by broadcasting buffers.
-    pub fn broadcast_variables(&self, vs: &nn::VarStore, trainable: bool) -> Result<(), TrainError> {
+    pub fn broadcast_variables(
+        &self,
+        vs: &nn::VarStore,
+        trainable: bool,
+    ) -> Result<(), TrainError> {
         let mut vars: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -127,8 +133,8 @@ impl DataParallel {
     pub fn sum_f64(&self, values: &[f64]) -> Result<Vec<f64>, TrainError> {
         let mut t = [Tensor::from_slice(values).to_device(self.device())];
         self.timed(|| self.pg.all_reduce_sum(&mut t))?;
-        Ok(Vec::<f64>::try_from(t[0].to_device(Device::Cpu))
-            .map_err(|e| TrainError::Internal(format!("reading a reduced value: {e}")))?)
+        Vec::<f64>::try_from(t[0].to_device(Device::Cpu))
+            .map_err(|e| TrainError::Internal(format!("reading a reduced value: {e}")))
     }
 
     /// True on every rank when `flag` is true on any rank (stop requests must be agreed on).
@@ -230,8 +236,12 @@ mod tests {
     use ethos_dist::{Backend, Rendezvous};
 
     fn world_of_one() -> DataParallel {
-        let pg = ProcessGroup::new(Backend::Gloo, &Rendezvous::single(), Duration::from_secs(30))
-            .unwrap();
+        let pg = ProcessGroup::new(
+            Backend::Gloo,
+            &Rendezvous::single(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
         DataParallel::new(pg, Device::Cpu)
     }
 

@@ -486,7 +486,10 @@ fn gather_evaluation(
     *frame_probs = if frames.is_empty() || n == 0 {
         Vec::new()
     } else if frames.len() % n == 0 {
-        frames.chunks(frames.len() / n).map(<[f64]>::to_vec).collect()
+        frames
+            .chunks(frames.len() / n)
+            .map(<[f64]>::to_vec)
+            .collect()
     } else {
         return Err(TrainError::Internal(format!(
             "gathered {} per-frame values for {n} samples",
@@ -1086,16 +1089,12 @@ impl<'a> Trainer<'a> {
             }
             // Rank 0 draws the single-process stream; other ranks their own masks.
             tch::manual_seed(
-                mix_seed(seed, epoch as u64, i as u64, 0x6472_6f70 + rank as u64) as i64
-                    & i64::MAX,
+                mix_seed(seed, epoch as u64, i as u64, 0x6472_6f70 + rank as u64) as i64 & i64::MAX,
             );
             let run = accum.run_len(i, n) as f64;
             let stop_here = self.stop_requested();
-            let (loss_fn, agg, scaler) = (
-                &self.setup.loss,
-                self.setup.clip_aggregation,
-                &self.scaler,
-            );
+            let (loss_fn, agg, scaler) =
+                (&self.setup.loss, self.setup.clip_aggregation, &self.scaler);
             let mut stash: Option<(crate::loss::LossParts, Tensor)> = None;
             // Data parallel: this batch's [Σ numerator, Σ denominator, stop requests] over ranks.
             let mut global: Option<Result<Vec<f64>, TrainError>> = None;
@@ -1176,7 +1175,11 @@ impl<'a> Trainer<'a> {
                 self.optim.zero_grad();
                 self.state.global_step += 1;
                 acc.lr = lr;
-                if self.state.global_step % self.setup.train.log_every_steps.max(1) as u64 == 0 {
+                if self
+                    .state
+                    .global_step
+                    .is_multiple_of(self.setup.train.log_every_steps.max(1) as u64)
+                {
                     let step = crate::observer::StepRecord {
                         epoch: epoch + 1,
                         global_step: self.state.global_step,

@@ -24,7 +24,9 @@ use ethos_train::config::TrainConfig;
 use ethos_train::loss::LossConfig;
 use ethos_train::optim::{Accumulation, AdamW, OptimConfig};
 use ethos_train::schedule::SchedConfig;
-use ethos_train::trainer::{BatchSource, FitOutcome, HostBatch, SourceError, Trainer, TrainerSetup};
+use ethos_train::trainer::{
+    BatchSource, FitOutcome, HostBatch, SourceError, Trainer, TrainerSetup,
+};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Tensor, nn};
 
@@ -69,7 +71,8 @@ impl Synth {
         let salt = if self.split == "train" { 1 } else { 2 };
         // Validation data does not change between epochs.
         let epoch = if self.split == "train" { epoch } else { 0 };
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(salt * 1_000_003 + epoch * 1009 + i as u64);
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(salt * 1_000_003 + epoch * 1009 + i as u64);
         let labels: Vec<usize> = (0..BATCH).map(|k| (i + k) % 2).collect();
         let per = SHAPE[1..].iter().product::<usize>();
         let mut data = Vec::with_capacity(BATCH * per);
@@ -108,7 +111,8 @@ impl BatchSource for Synth {
     ) -> Box<dyn Iterator<Item = Result<HostBatch, SourceError>> + '_> {
         Box::new((start..self.batches).map(move |i| {
             if let Some(p) = &self.progress {
-                std::fs::write(p, format!("{epoch} {i}\n")).map_err(|e| Box::new(e) as SourceError)?;
+                std::fs::write(p, format!("{epoch} {i}\n"))
+                    .map_err(|e| Box::new(e) as SourceError)?;
             }
             std::thread::sleep(self.pause);
             Ok(self.batch(epoch, i))
@@ -261,7 +265,13 @@ fn kill_child_at(dir: &Path, epoch: u64, batch: usize, ms: u64) {
     std::fs::create_dir_all(dir).unwrap();
     let _ = std::fs::remove_file(dir.join("progress"));
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_child_trainer", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "kill_child_trainer",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -297,7 +307,10 @@ fn killed_at_random_moments_and_resumed_equals_the_uninterrupted_run() {
     let v = Synth::new("val", 2);
     let full = root.path().join("full");
     let (outcome, reference) = train(&Plan::new(&full), &t, &v).unwrap();
-    assert!(matches!(outcome, FitOutcome::Finished { epochs: 3, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, FitOutcome::Finished { epochs: 3, .. }),
+        "{outcome:?}"
+    );
     let reference_ck = checkpoint::load(&full.join("last.ckpt")).unwrap();
 
     // Seeded kill points: mid-epoch in the first epoch (no checkpoint yet), inside later epochs,
@@ -315,7 +328,10 @@ fn killed_at_random_moments_and_resumed_equals_the_uninterrupted_run() {
         let progress = std::fs::read_to_string(dir.join("progress")).unwrap_or_default();
         let before = checkpoint::load(&run.join("last.ckpt")).ok();
         if epoch == 0 {
-            assert!(before.is_none(), "killed at {progress}: no checkpoint expected yet");
+            assert!(
+                before.is_none(),
+                "killed at {progress}: no checkpoint expected yet"
+            );
         }
         // Resumed (or, with no checkpoint yet, started again) to the end.
         let mut plan = Plan::new(&run);
@@ -325,11 +341,19 @@ fn killed_at_random_moments_and_resumed_equals_the_uninterrupted_run() {
             matches!(outcome, FitOutcome::Finished { epochs: 3, .. }),
             "kill point {k} ({progress}): {outcome:?}"
         );
-        same_tensors(&weights, &reference, &format!("kill point {k} ({progress})"));
+        same_tensors(
+            &weights,
+            &reference,
+            &format!("kill point {k} ({progress})"),
+        );
         let ck = checkpoint::load(&run.join("last.ckpt")).unwrap();
         assert_eq!(history(&ck), history(&reference_ck), "kill point {k}");
         same_tensors(&ck.optim, &reference_ck.optim, "optimiser state");
-        assert_eq!(temp_files(&run), Vec::<String>::new(), "kill point {k}: stray files");
+        assert_eq!(
+            temp_files(&run),
+            Vec::<String>::new(),
+            "kill point {k}: stray files"
+        );
     }
 }
 
@@ -357,8 +381,20 @@ fn early_stopping_ends_the_run_and_best_ckpt_is_the_best_epoch() {
     };
     assert_eq!((epochs, early_stopped), (2, true));
     assert_eq!(best.map(|b| b.1), Some(1));
-    assert_eq!(checkpoint::load(&dir.join("best.ckpt")).unwrap().state.epochs_done, 1);
-    assert_eq!(checkpoint::load(&dir.join("last.ckpt")).unwrap().state.epochs_done, 2);
+    assert_eq!(
+        checkpoint::load(&dir.join("best.ckpt"))
+            .unwrap()
+            .state
+            .epochs_done,
+        1
+    );
+    assert_eq!(
+        checkpoint::load(&dir.join("last.ckpt"))
+            .unwrap()
+            .state
+            .epochs_done,
+        2
+    );
 
     // Without early stopping, best.ckpt is the epoch with the lowest val_loss (first one on a
     // tie), with exactly that epoch's weights.
@@ -377,7 +413,11 @@ fn early_stopping_ends_the_run_and_best_ckpt_is_the_best_epoch() {
     let FitOutcome::Finished { best, .. } = outcome else {
         panic!("{outcome:?}")
     };
-    assert_eq!(best, Some((losses[best_epoch - 1], best_epoch)), "{losses:?}");
+    assert_eq!(
+        best,
+        Some((losses[best_epoch - 1], best_epoch)),
+        "{losses:?}"
+    );
     let best_ck = checkpoint::load(&dir.join("best.ckpt")).unwrap();
     assert_eq!(best_ck.state.epochs_done, best_epoch, "{losses:?}");
     // The same run stopped after `best_epoch` epochs has those weights in its last.ckpt.
@@ -410,7 +450,11 @@ fn a_non_finite_loss_is_an_error_naming_epoch_and_batch() {
     );
     assert!(matches!(
         e,
-        ethos_train::trainer::TrainError::NonFiniteLoss { epoch: 1, batch: 2, .. }
+        ethos_train::trainer::TrainError::NonFiniteLoss {
+            epoch: 1,
+            batch: 2,
+            ..
+        }
     ));
     // Nothing half-written: no checkpoint existed, none appears.
     assert!(!dir.join("last.ckpt").exists());

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-
 use ethos_pipeline::calibrate::{CalibrateOptions, calibrate};
 use ethos_pipeline::predict::Thresholds;
 use ethos_pipeline::run_dir::run_checkpoint;

@@ -109,7 +109,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             };
             let argmax = serde_json::to_value(m)?;
             let tuned = serde_json::to_value(&c.tuned)?;
-            for (rule, v, e) in [("argmax", &argmax, c.ece_before), ("tuned", &tuned, c.ece_after)] {
+            for (rule, v, e) in [
+                ("argmax", &argmax, c.ece_before),
+                ("tuned", &tuned, c.ece_after),
+            ] {
                 lines.push(format!(
                     "{:<10} {:<7} {:>8} {:>9} {:>9} {:>7.3}",
                     split,

@@ -7,7 +7,9 @@
 
 use std::path::PathBuf;
 
-use ethos_pipeline::review::{ReviewOptions, TimelineReviewOptions, review_clips, review_timelines};
+use ethos_pipeline::review::{
+    ReviewOptions, TimelineReviewOptions, review_clips, review_timelines,
+};
 use ethos_pipeline::run_dir::run_checkpoint;
 
 /// Arguments of `ethos review`.

@@ -26,7 +26,11 @@ fn cases() -> Vec<Case> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 5, "cases.tsv: 5 tab-separated columns expected: {l}");
+            assert_eq!(
+                f.len(),
+                5,
+                "cases.tsv: 5 tab-separated columns expected: {l}"
+            );
             assert!(
                 matches!(f[3], "none" | "complete"),
                 "cases.tsv: outputs must be none or complete: {l}"
@@ -68,13 +72,21 @@ fn fixtures() -> Fixtures {
     ok(&ethos()
         .args(["synth", "--out"])
         .arg(&data)
-        .args(["--events", "24", "--resolution", "160x96", "--minutes", "0.5"])
+        .args([
+            "--events",
+            "24",
+            "--resolution",
+            "160x96",
+            "--minutes",
+            "0.5",
+        ])
         .args(["--imbalance", "2", "--seed", "9"])
         .output()
         .unwrap());
     let run = root.join("run");
     let mut cmd = ethos();
-    cmd.args(["train", "--config"]).arg(data.join("config.yaml"));
+    cmd.args(["train", "--config"])
+        .arg(data.join("config.yaml"));
     for s in [
         "data.input_size=32",
         "data.cache_short_side=40",

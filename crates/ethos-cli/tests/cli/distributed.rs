@@ -27,7 +27,14 @@ fn dataset() -> &'static Path {
         ok(&ethos()
             .args(["synth", "--out"])
             .arg(&dir)
-            .args(["--events", "40", "--resolution", "160x96", "--minutes", "0.5"])
+            .args([
+                "--events",
+                "40",
+                "--resolution",
+                "160x96",
+                "--minutes",
+                "0.5",
+            ])
             .args(["--imbalance", "2", "--seed", "5"])
             .output()
             .unwrap());
@@ -181,15 +188,33 @@ fn assert_metrics_close(a: &serde_json::Value, b: &serde_json::Value, tol: f64) 
     }
 }
 
+/// Largest weight difference accepted between a one-process run and a run with two ranks for
+/// some or all of its 24 optimiser steps. Measured: 2.8e-7 after the first step, 5.0e-4 after 24
+/// (2 ranks throughout) and 5.1e-4 (2 ranks, then 1): the same float32 sums in another order,
+/// carried forward by Adam's normalisation, which moves a weight by about lr (1e-3) per step
+/// whatever its gradient's size, so a rounding difference that flips the sign of a near-zero
+/// gradient costs up to 2 lr, while ranks stepping on different gradients (a missing or wrong
+/// all-reduce) can drift by up to lr x steps (2.4e-2). Validation metrics (1e-4) and the history
+/// (1e-3) are compared as well.
+const DRIFT_24_STEPS: f64 = 2e-3;
+
 #[test]
 fn two_ranks_train_the_model_one_process_trains_and_resume_across_world_sizes() {
     // One optimiser step (accumulation over the whole epoch): float32 noise only.
     let (one, two) = (tmp("step-1"), tmp("step-2"));
-    let one_step = ["train.epochs=1", "optim.accumulation_steps=64"];
+    // (The warmup must be shorter than the one epoch.)
+    let one_step = [
+        "train.epochs=1",
+        "optim.accumulation_steps=64",
+        "sched.warmup_epochs=0.5",
+    ];
     ok(&single(&one, &one_step, &[]));
     let err = ok(&launch(2, &two, &one_step, &[]));
     assert!(err.contains("rank 0 of 2"), "{err}");
-    assert!(!err.contains("rank 1 of 2"), "rank 1 logs warnings only:\n{err}");
+    assert!(
+        !err.contains("rank 1 of 2"),
+        "rank 1 logs warnings only:\n{err}"
+    );
     let d1 = weight_diff(&one.join("last.ckpt"), &two.join("last.ckpt"));
     eprintln!("max |w1 - w2| after the first step: {d1:e}");
     assert!(d1 <= 1e-6, "after one step: {d1:e}");
@@ -205,7 +230,7 @@ fn two_ranks_train_the_model_one_process_trains_and_resume_across_world_sizes() 
     assert!(ck.global_step >= 20, "{} steps", ck.global_step);
     let d = weight_diff(&reference.join("last.ckpt"), &ddp.join("last.ckpt"));
     eprintln!("max |w1 - w2| after {} steps: {d:e}", ck.global_step);
-    assert!(d <= 1e-4, "after {} steps: {d:e}", ck.global_step);
+    assert!(d <= DRIFT_24_STEPS, "after {} steps: {d:e}", ck.global_step);
     assert_metrics_close(&metrics(&reference), &metrics(&ddp), 1e-4);
     assert_histories_close(&history(&reference), &history(&ddp), 1e-3);
     // Only rank 0 wrote: the run directories hold the same files.
@@ -239,8 +264,11 @@ fn two_ranks_train_the_model_one_process_trains_and_resume_across_world_sizes() 
     for run in [&a, &b] {
         assert_histories_close(&history(&reference), &history(run), 1e-3);
         let d = weight_diff(&reference.join("last.ckpt"), &run.join("last.ckpt"));
-        eprintln!("max |w1 - w| with a world-size change ({}): {d:e}", run.display());
-        assert!(d <= 1e-4, "{}: {d:e}", run.display());
+        eprintln!(
+            "max |w1 - w| with a world-size change ({}): {d:e}",
+            run.display()
+        );
+        assert!(d <= DRIFT_24_STEPS, "{}: {d:e}", run.display());
     }
     for d in [one, two, reference, ddp, a, b] {
         let _ = std::fs::remove_dir_all(d);
@@ -258,7 +286,11 @@ fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
         };
         // Fields after the command name (which may hold spaces): state, ppid, ...
         let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-        let ppid: u32 = after.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let ppid: u32 = after
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if ppid != parent {
             continue;
         }
@@ -320,10 +352,18 @@ fn a_killed_rank_is_named_within_the_timeout_and_a_rerun_resumes() {
 #[test]
 fn checkpointing_trains_the_plain_runs_model_and_needs_a_transformer() {
     // Drop-path and dropout on: both modes replay the same masks.
-    let on = ["train.epochs=2", "model.drop_path=0.2", "model.head_dropout=0.2"];
+    let on = [
+        "train.epochs=2",
+        "model.drop_path=0.2",
+        "model.head_dropout=0.2",
+    ];
     let (plain, ckpt) = (tmp("plain"), tmp("ckpt"));
     ok(&single(&plain, &on, &[]));
-    ok(&single(&ckpt, &on, &["--set", "train.grad_checkpointing=true"]));
+    ok(&single(
+        &ckpt,
+        &on,
+        &["--set", "train.grad_checkpointing=true"],
+    ));
     let d = weight_diff(&plain.join("last.ckpt"), &ckpt.join("last.ckpt"));
     eprintln!("max |w_plain - w_checkpointed| after 2 epochs: {d:e}");
     assert!(d <= 1e-5, "{d:e}");
@@ -339,12 +379,18 @@ fn checkpointing_trains_the_plain_runs_model_and_needs_a_transformer() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("train.grad_checkpointing") && err.contains("r3d_18"), "{err}");
+    assert!(
+        err.contains("train.grad_checkpointing") && err.contains("r3d_18"),
+        "{err}"
+    );
     // A global batch the ranks cannot split evenly is refused before anything starts.
     let out = launch(2, &tmp("odd"), &["data.batch_size=3"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("data.batch_size = 3") && err.contains("world size 2"), "{err}");
+    assert!(
+        err.contains("data.batch_size = 3") && err.contains("world size 2"),
+        "{err}"
+    );
     for d in [plain, ckpt] {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -429,7 +475,10 @@ fn a_multi_task_slurm_job_trains_checkpoints_on_usr1_requeues_and_resumes() {
     }
     let out = ethos().args(&args).output().unwrap();
     let err = ok(&out);
-    assert!(err.contains("lower case") && err.contains("lab-42"), "{err}");
+    assert!(
+        err.contains("lower case") && err.contains("lab-42"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(&script).unwrap();
     for want in [
         "#SBATCH --nodes=1",
@@ -443,9 +492,20 @@ fn a_multi_task_slurm_job_trains_checkpoints_on_usr1_requeues_and_resumes() {
     ] {
         assert!(text.contains(want), "`{want}` missing:\n{text}");
     }
-    assert!(Command::new("bash").arg("-n").arg(&script).status().unwrap().success());
+    assert!(
+        Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
 
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let job = |slurm_log: &Path| {
         Command::new("bash")
             .arg(&script)
@@ -469,8 +529,14 @@ fn a_multi_task_slurm_job_trains_checkpoints_on_usr1_requeues_and_resumes() {
         if text.lines().any(|l| l.starts_with("epoch 2/4 1/")) {
             break;
         }
-        assert!(first.try_wait().unwrap().is_none(), "the job ended early:\n{text}");
-        assert!(t0.elapsed() < Duration::from_secs(600), "no epoch 2:\n{text}");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the job ended early:\n{text}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "no epoch 2:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // SAFETY: kill(2) on the batch shell this test started.
@@ -502,7 +568,10 @@ fn slurm_resources_are_checked_against_stand_in_cluster_tools() {
         &bin.join("sacctmgr"),
         "#!/bin/bash\necho 'acf-utk0011||normal'\necho 'acf-utk0011|gpu|gpu-a100'\n",
     );
-    write_exe(&bin.join("sinfo"), "#!/bin/bash\nprintf 'campus\\ngpu\\n'\n");
+    write_exe(
+        &bin.join("sinfo"),
+        "#!/bin/bash\nprintf 'campus\\ngpu\\n'\n",
+    );
     write_exe(
         &bin.join("scontrol"),
         "#!/bin/bash\nif [ \"$3\" = gpu ]; then echo 'PartitionName=gpu AllowQos=gpu-a100 State=UP'; \
@@ -510,7 +579,11 @@ fn slurm_resources_are_checked_against_stand_in_cluster_tools() {
     );
     let cfg = dir.join("c.yaml");
     std::fs::write(&cfg, "data: {}\n").unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let slurm = |extra: &[&str]| {
         ethos()
             .args(["slurm", "train", "--config"])
@@ -527,7 +600,10 @@ fn slurm_resources_are_checked_against_stand_in_cluster_tools() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "`{needle}` not in:\n{err}");
-        assert!(!dir.join("job.sbatch").exists(), "nothing is written on a failed check");
+        assert!(
+            !dir.join("job.sbatch").exists(),
+            "nothing is written on a failed check"
+        );
     };
     fails(slurm(&["--account", "acf-utk0012"]), "acf-utk0011");
     fails(slurm(&["--partition", "gpus"]), "campus, gpu");
@@ -547,6 +623,13 @@ fn slurm_resources_are_checked_against_stand_in_cluster_tools() {
     let text = std::fs::read_to_string(dir.join("job.sbatch")).unwrap();
     assert!(text.contains("#SBATCH --account=acf-utk0011"), "{text}");
     assert!(text.contains("#SBATCH --nodes=2") && text.contains("--ntasks-per-node=4"));
-    assert!(Command::new("bash").arg("-n").arg(dir.join("job.sbatch")).status().unwrap().success());
+    assert!(
+        Command::new("bash")
+            .arg("-n")
+            .arg(dir.join("job.sbatch"))
+            .status()
+            .unwrap()
+            .success()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -33,7 +33,14 @@ fn dataset() -> &'static Path {
         ok(&ethos()
             .args(["synth", "--out"])
             .arg(&dir)
-            .args(["--events", "24", "--resolution", "160x96", "--minutes", "0.5"])
+            .args([
+                "--events",
+                "24",
+                "--resolution",
+                "160x96",
+                "--minutes",
+                "0.5",
+            ])
             .args(["--imbalance", "2", "--seed", "12", "--long-video", "40"])
             .output()
             .unwrap());
@@ -48,7 +55,7 @@ const TINY: [&str; 12] = [
     "data.fps=4",
     "data.batch_size=2",
     "data.num_workers=2",
-    "model.arch=r3d",
+    "model.arch=r3d_18",
     "model.preset=r3d_demo",
     "train.epochs=3",
     "train.device=cpu",
@@ -58,12 +65,16 @@ const TINY: [&str; 12] = [
 
 fn train_cmd(run: &Path, extra: &[&str]) -> Command {
     let mut c = ethos();
-    c.args(["train", "--config"]).arg(dataset().join("config.yaml"));
+    c.args(["train", "--config"])
+        .arg(dataset().join("config.yaml"));
     for s in TINY.iter().chain(extra) {
         c.args(["--set", s]);
     }
     c.arg("--set")
-        .arg(format!("data.cache_dir={}", run.with_extension("cache").display()))
+        .arg(format!(
+            "data.cache_dir={}",
+            run.with_extension("cache").display()
+        ))
         .arg("--out")
         .arg(run);
     c
@@ -136,7 +147,11 @@ fn kill(mut child: Child) {
 
 /// Starts `cmd` quietly and kills it after `delay`, or as soon as `until` holds.
 fn kill_after(mut cmd: Command, delay: Duration, until: impl Fn() -> bool) {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while t0.elapsed() < delay && !until() {
         if child.try_wait().unwrap().is_some() {
@@ -202,7 +217,11 @@ fn cache_cmd(cache: &Path) -> Command {
         .args(["--jobs", "2"])
         .arg("--set")
         .arg(format!("data.cache_dir={}", cache.display()));
-    for s in ["data.num_frames=16", "data.fps=8", "data.cache_short_side=64"] {
+    for s in [
+        "data.num_frames=16",
+        "data.fps=8",
+        "data.cache_short_side=64",
+    ] {
         c.args(["--set", s]);
     }
     c
@@ -232,7 +251,10 @@ fn cache_killed_at_random_moments_rebuilds_to_the_uninterrupted_cache() {
         let d = took.mul_f64(0.1 + 0.8 * draws.unit());
         kill_after(cache_cmd(&dir), d, || false);
         ok(&cache_cmd(&dir).output().unwrap());
-        assert!(contents(&dir) == reference, "kill point {k} ({d:?}): cache differs");
+        assert!(
+            contents(&dir) == reference,
+            "kill point {k} ({d:?}): cache differs"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_dir_all(&full);
@@ -265,7 +287,16 @@ fn predict_cmd(out: &Path, ckpt: &Path, extra: &[&str]) -> Command {
         .arg(ckpt)
         .arg("--out")
         .arg(out)
-        .args(["--window", "1", "--stride", "0.25", "--batch", "2", "--min-duration", "0"])
+        .args([
+            "--window",
+            "1",
+            "--stride",
+            "0.25",
+            "--batch",
+            "2",
+            "--min-duration",
+            "0",
+        ])
         .args(extra)
         .args(predict_videos());
     c
@@ -287,7 +318,12 @@ fn predict_killed_at_random_moments_and_mid_video_reruns_to_the_uninterrupted_ou
     ok(&predict_cmd(&full, ckpt, &[]).output().unwrap());
     let took = t0.elapsed();
     let reference = predict_outputs(&full);
-    assert_eq!(reference.len(), 2 * predict_videos().len(), "{:?}", files(&full));
+    assert_eq!(
+        reference.len(),
+        2 * predict_videos().len(),
+        "{:?}",
+        files(&full)
+    );
 
     // In the middle of the long video: after it started, before its outputs exist.
     let cut = common::tmp("kill-cli", "predict-mid");
@@ -308,12 +344,18 @@ fn predict_killed_at_random_moments_and_mid_video_reruns_to_the_uninterrupted_ou
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!long_done.exists(), "the long video finished too fast to be cut:\n{seen}");
+    assert!(
+        !long_done.exists(),
+        "the long video finished too fast to be cut:\n{seen}"
+    );
     kill(child);
     assert!(!long_done.exists());
     let err = ok(&predict_cmd(&cut, ckpt, &[]).output().unwrap());
     assert!(err.contains("outputs complete, skipped"), "{err}");
-    assert!(predict_outputs(&cut) == reference, "mid-video kill: outputs differ");
+    assert!(
+        predict_outputs(&cut) == reference,
+        "mid-video kill: outputs differ"
+    );
     assert_no_temp_files(&cut, "predict");
     let _ = std::fs::remove_dir_all(&cut);
 
@@ -323,7 +365,10 @@ fn predict_killed_at_random_moments_and_mid_video_reruns_to_the_uninterrupted_ou
         let d = took.mul_f64(0.1 + 0.8 * draws.unit());
         kill_after(predict_cmd(&dir, ckpt, &[]), d, || false);
         ok(&predict_cmd(&dir, ckpt, &[]).output().unwrap());
-        assert!(predict_outputs(&dir) == reference, "kill point {k} ({d:?}): outputs differ");
+        assert!(
+            predict_outputs(&dir) == reference,
+            "kill point {k} ({d:?}): outputs differ"
+        );
         assert_no_temp_files(&dir, "predict");
         let s: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
@@ -351,14 +396,26 @@ fn predict_redoes_videos_when_the_checkpoint_or_a_setting_changed() {
     let err = ok(&predict_cmd(&dir, &own, &[]).output().unwrap());
     assert_eq!(skipped(&err), n, "unchanged: every video skipped\n{err}");
     // A changed setting.
-    let err = ok(&predict_cmd(&dir, &own, &["--threshold", "0.3"]).output().unwrap());
-    assert_eq!(skipped(&err), 0, "a changed threshold redoes every video\n{err}");
+    let err = ok(&predict_cmd(&dir, &own, &["--threshold", "0.3"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        skipped(&err),
+        0,
+        "a changed threshold redoes every video\n{err}"
+    );
     // A changed checkpoint: rewritten in place (another training would do the same).
     let bytes = std::fs::read(&own).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&own, &bytes).unwrap();
-    let err = ok(&predict_cmd(&dir, &own, &["--threshold", "0.3"]).output().unwrap());
-    assert_eq!(skipped(&err), 0, "a changed checkpoint redoes every video\n{err}");
+    let err = ok(&predict_cmd(&dir, &own, &["--threshold", "0.3"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        skipped(&err),
+        0,
+        "a changed checkpoint redoes every video\n{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&own);
 }

@@ -2,9 +2,9 @@
 //! or concern. One test binary rather than one per file: each binary links libtorch, FFmpeg and the
 //! whole workspace, and ~25 of them filled CI's disk.
 
-mod common;
 mod annotations;
 mod bench_predict;
+mod common;
 mod corpus;
 mod data;
 mod distributed;

@@ -21,7 +21,14 @@ fn dataset() -> &'static Path {
         ok(&ethos()
             .args(["synth", "--out"])
             .arg(&dir)
-            .args(["--events", "30", "--resolution", "160x96", "--minutes", "0.5"])
+            .args([
+                "--events",
+                "30",
+                "--resolution",
+                "160x96",
+                "--minutes",
+                "0.5",
+            ])
             .args(["--imbalance", "2", "--seed", "4"])
             .output()
             .unwrap());
@@ -37,7 +44,7 @@ fn tiny(run_dir: &Path, extra: &[&str]) -> Vec<String> {
         "data.num_frames=4",
         "data.fps=4",
         "data.batch_size=2",
-        "model.arch=r3d",
+        "model.arch=r3d_18",
         "model.preset=r3d_demo",
         "model.head_dropout=0.2",
         "train.epochs=2",
@@ -50,7 +57,10 @@ fn tiny(run_dir: &Path, extra: &[&str]) -> Vec<String> {
     .chain(extra)
     .map(|s| s.to_string())
     .collect();
-    sets.push(format!("data.cache_dir={}", run_dir.with_extension("cache").display()));
+    sets.push(format!(
+        "data.cache_dir={}",
+        run_dir.with_extension("cache").display()
+    ));
     let mut args: Vec<String> = sets.into_iter().flat_map(|s| ["--set".into(), s]).collect();
     args.push("--out".into());
     args.push(run_dir.display().to_string());
@@ -121,13 +131,21 @@ fn write_errors_on_stdout_and_stderr_never_panic() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let tmp = tempfile::tempdir().unwrap();
     let preds = tmp.path().join("p.csv");
-    std::fs::write(&preds, "true,prob_ear,prob_tail\near,0.9,0.1\ntail,0.2,0.8\n").unwrap();
+    std::fs::write(
+        &preds,
+        "true,prob_ear,prob_tail\near,0.9,0.1\ntail,0.2,0.8\n",
+    )
+    .unwrap();
     let events = corpus.join("events_ok.csv");
     let commands: Vec<(&str, Vec<String>)> = vec![
         ("probe", vec!["probe".into(), video().display().to_string()]),
         (
             "metrics",
-            vec!["metrics".into(), "--predictions".into(), preds.display().to_string()],
+            vec![
+                "metrics".into(),
+                "--predictions".into(),
+                preds.display().to_string(),
+            ],
         ),
         (
             "eval-events",
@@ -178,7 +196,10 @@ fn write_errors_on_stdout_and_stderr_never_panic() {
         let out = on_closed_pipe(c);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{name} | closed:\n{err}");
-        assert!(!err.contains("panicked") && !err.contains("error"), "{name}:\n{err}");
+        assert!(
+            !err.contains("panicked") && !err.lines().any(|l| l.starts_with("error")),
+            "{name}:\n{err}"
+        );
         // A full stderr: logs are lost, the command still succeeds.
         let mut c = ethos();
         c.args(args);
@@ -227,7 +248,10 @@ fn a_failed_checkpoint_write_is_an_internal_error_with_exit_code_1() {
     let out = with_file_size_limit(train_cmd(&run, &["data.mode=cache"]), 200_000);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(".ckpt"), "the message names the checkpoint:\n{err}");
+    assert!(
+        err.contains(".ckpt"),
+        "the message names the checkpoint:\n{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // Nothing half-written: no checkpoint and no temporary file.
     let names: Vec<String> = std::fs::read_dir(&run)
@@ -235,7 +259,9 @@ fn a_failed_checkpoint_write_is_an_internal_error_with_exit_code_1() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        !names.iter().any(|n| n.contains("tmp") || n.ends_with(".ckpt")),
+        !names
+            .iter()
+            .any(|n| n.contains("tmp") || n.ends_with(".ckpt")),
         "{names:?}"
     );
     let _ = std::fs::remove_dir_all(&run);
@@ -321,7 +347,10 @@ fn sigterm_inside_an_epoch_stops_inside_it_and_the_resume_is_exact() {
     let out = ok(&train_cmd(&sig, &["train.resume=auto"]).output().unwrap());
     assert!(out.contains("resuming from"), "{out}");
     assert_eq!(history(&sig), history(&full));
-    assert_eq!(weights(&sig.join("last.ckpt")), weights(&full.join("last.ckpt")));
+    assert_eq!(
+        weights(&sig.join("last.ckpt")),
+        weights(&full.join("last.ckpt"))
+    );
     for d in [full, sig] {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -334,7 +363,12 @@ fn cache_run(cfg: &Path, cache: &Path) -> (u64, u64) {
         .arg(cfg)
         .arg("--set")
         .arg(format!("data.cache_dir={}", cache.display()))
-        .args(["--set", "data.num_frames=4", "--set", "data.cache_short_side=40"])
+        .args([
+            "--set",
+            "data.num_frames=4",
+            "--set",
+            "data.cache_short_side=40",
+        ])
         .output()
         .unwrap();
     ok(&out);
@@ -349,7 +383,14 @@ fn the_cache_rebuilds_entries_whose_source_video_changed() {
     ok(&ethos()
         .args(["synth", "--out"])
         .arg(&data)
-        .args(["--events", "12", "--resolution", "96x64", "--minutes", "0.3"])
+        .args([
+            "--events",
+            "12",
+            "--resolution",
+            "96x64",
+            "--minutes",
+            "0.3",
+        ])
         .args(["--cameras", "2", "--videos-per-camera", "1", "--seed", "8"])
         .output()
         .unwrap());
@@ -368,10 +409,14 @@ fn the_cache_rebuilds_entries_whose_source_video_changed() {
     let mtime = std::fs::metadata(v).unwrap().modified().unwrap();
     // 1. A new modification time, same bytes.
     let f = std::fs::File::options().write(true).open(v).unwrap();
-    f.set_modified(mtime + std::time::Duration::from_secs(60)).unwrap();
+    f.set_modified(mtime + std::time::Duration::from_secs(60))
+        .unwrap();
     drop(f);
     let (b1, k1) = cache_run(&cfg, &cache);
-    assert!(b1 > 0 && b1 < total && b1 + k1 == total, "mtime: {b1} built, {k1} kept");
+    assert!(
+        b1 > 0 && b1 < total && b1 + k1 == total,
+        "mtime: {b1} built, {k1} kept"
+    );
     // 2. Same size and modification time, different bytes at the start of the file (the
     //    container header is not touched: a byte of the first 64 KiB past it).
     let mtime = std::fs::metadata(v).unwrap().modified().unwrap();
@@ -410,10 +455,16 @@ fn eval_writes_metrics_predictions_and_the_report() {
     assert_eq!(m["split"], "val");
     let preds = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
     let header = preds.lines().next().unwrap();
-    assert!(header.contains("prob_ear") && header.contains("prob_tail"), "{header}");
+    assert!(
+        header.contains("prob_ear") && header.contains("prob_tail"),
+        "{header}"
+    );
     assert!(preds.lines().count() > 2);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("f1_tail") || html.contains("F1"), "report without metrics");
+    assert!(
+        html.contains("f1_tail") || html.contains("F1"),
+        "report without metrics"
+    );
     let pngs = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| {
@@ -446,25 +497,40 @@ fn a_tiny_demo_runs_end_to_end() {
         .arg(&out)
         .args(["--events", "40", "--resolution", "128x96", "--timeline"])
         .args(["--background-events", "12", "--long-video", "20"])
-        .args(["--set", "train.epochs=1", "--set", "data.num_frames=4"])
-        .args(["--set", "data.input_size=32", "--set", "data.cache_short_side=40"])
+        .args(["--set", "train.epochs=1", "--set", "sched.warmup_epochs=0"])
+        .args(["--set", "data.num_frames=4"])
+        .args([
+            "--set",
+            "data.input_size=32",
+            "--set",
+            "data.cache_short_side=40",
+        ])
         .output()
         .unwrap();
     let err = ok(&res);
     let s: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     for split in ["val", "test_ood"] {
-        assert!(s[split]["f1_tail"].is_number() || s[split]["macro_f1"].is_number(), "{s}");
+        assert!(
+            s[split]["f1_tail"].is_number() || s[split]["macro_f1"].is_number(),
+            "{s}"
+        );
     }
     assert!(s.get("long_video").is_some(), "{s}");
     assert!(err.contains("demo: finished"), "{err}");
     let reports = err
         .lines()
+        .filter(|l| l.starts_with("demo:"))
         .filter_map(|l| l.split(" report ").nth(1))
         .map(|p| PathBuf::from(p.trim()))
         .collect::<Vec<_>>();
     assert!(reports.len() >= 2, "{err}");
     for r in reports {
-        assert!(r.is_file(), "{}", r.display());
+        // The demo names the report file or the folder holding `report.html`.
+        assert!(
+            r.is_file() || r.join("report.html").is_file(),
+            "{}",
+            r.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -1,7 +1,7 @@
 //! The generated SLURM script loses no time-limit signal: a USR1 that reaches the batch shell after
 //! its trap is set but before it knows the pid of `ethos` (the window between starting ethos in the
-//! background and `child=$!`) is still forwarded, so ethos stops and the job is requeued instead of
-//! running into the hard time limit.
+//! background and `child=$!`, or before ethos installs its handler) is still forwarded, so ethos
+//! stops and the job is requeued instead of running into the hard time limit.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -29,25 +29,19 @@ fn a_signal_before_the_child_pid_is_known_is_forwarded() {
         &bin.join("sbatch"),
         &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\n"),
     );
-    // Stand-in ethos: handles USR1 like the trainer (checkpoint, exit 0), else runs 30 s.
+    // Stand-in ethos: the time-limit signal reaches the batch shell at the very moment ethos
+    // starts (it signals its parent first thing, before the shell may have run `child=$!` and
+    // before its own handler exists); then it handles USR1 like the trainer (checkpoint, exit 0),
+    // else runs 30 s.
     write_exe(
         &bin.join("fake-ethos"),
         &format!(
-            "#!/bin/bash\ntrap 'echo \"ethos got USR1\" >> {log}; exit 0' USR1\n\
+            "#!/bin/bash\nkill -USR1 $PPID\n\
+             trap 'echo \"ethos got USR1\" >> {log}; exit 0' USR1\n\
              echo \"ethos $*\" >> {log}\n\
              for i in $(seq 1 300); do sleep 0.1; done\n\
              echo 'ethos finished' >> {log}\n"
         ),
-    );
-    // `hostname` runs in the script after the trap is installed and before ethos starts: the
-    // signal it sends finds the script in the state of the race window (no child pid yet). It
-    // signals the script's shell (its parent, or the grandparent when a subshell runs it).
-    write_exe(
-        &bin.join("hostname"),
-        "#!/bin/bash\np=$PPID\n\
-         case \"$(tr '\\0' ' ' < /proc/$p/cmdline)\" in *train.sbatch*) ;; \
-         *) p=$(awk '{print $4}' /proc/$p/stat) ;; esac\n\
-         kill -USR1 \"$p\"\necho node1\n",
     );
     let cfg = d.join("train.yaml");
     std::fs::write(&cfg, "data: {}\n").unwrap();

@@ -112,9 +112,15 @@ pub fn review_clips(o: &ReviewOptions) -> Result<ReviewSummary> {
     let c = classes.len();
     let out = split_outputs(&o.checkpoint, &cfg, &o.split)?;
     let cal = load_for(&o.checkpoint, &classes, o.no_calibration)?;
-    let rule = cal.as_ref().map_or(DecisionRule::Argmax, |c| c.rule.clone());
+    let rule = cal
+        .as_ref()
+        .map_or(DecisionRule::Argmax, |c| c.rule.clone());
 
-    let run_dir = o.checkpoint.parent().map(Path::to_path_buf).unwrap_or_default();
+    let run_dir = o
+        .checkpoint
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let history_path = run_dir.join(HISTORY_FILE);
     let history = if history_path.is_file() {
         Some(SampleHistory::read(&history_path, &classes)?)
@@ -134,7 +140,8 @@ pub fn review_clips(o: &ReviewOptions) -> Result<ReviewSummary> {
         .map(|h| h.signals(&o.split))
         .unwrap_or_default();
 
-    let events = load_split_events(&cfg.data, &o.split).context(format!("reading split `{}`", o.split))?;
+    let events =
+        load_split_events(&cfg.data, &o.split).context(format!("reading split `{}`", o.split))?;
     let by_idx: BTreeMap<u32, &ethos_data::manifest::Event> =
         events.iter().map(|e| (e.event_idx, e)).collect();
 
@@ -145,7 +152,9 @@ pub fn review_clips(o: &ReviewOptions) -> Result<ReviewSummary> {
     let mut confusion = vec![vec![0u64; c]; c];
     for (i, &idx) in out.event_idx.iter().enumerate() {
         let probs = &out.probs[i];
-        let calibrated = cal.as_ref().map_or_else(|| probs.clone(), |k| k.apply(probs));
+        let calibrated = cal
+            .as_ref()
+            .map_or_else(|| probs.clone(), |k| k.apply(probs));
         let label = out.labels[i];
         let predicted = rule.predict(&calibrated);
         confusion[label][predicted] += 1;
@@ -189,7 +198,11 @@ pub fn review_clips(o: &ReviewOptions) -> Result<ReviewSummary> {
             late_miss_rate: sig.map(|s| s.late_miss_rate),
         });
     }
-    rows.sort_by(|a, b| b.worth.total_cmp(&a.worth).then(a.event_idx.cmp(&b.event_idx)));
+    rows.sort_by(|a, b| {
+        b.worth
+            .total_cmp(&a.worth)
+            .then(a.event_idx.cmp(&b.event_idx))
+    });
     let misclassified = rows.iter().filter(|r| r.label != r.predicted).count();
     let suspected = rows
         .iter()
@@ -276,7 +289,12 @@ fn write_clips(
 
 /// Writes a page: `template` with `marker` replaced by `data` as JSON (`<` escaped so no string
 /// in it can close the script element), atomically.
-pub fn write_page(path: &Path, template: &str, marker: &str, data: &serde_json::Value) -> Result<()> {
+pub fn write_page(
+    path: &Path,
+    template: &str,
+    marker: &str,
+    data: &serde_json::Value,
+) -> Result<()> {
     let json = serde_json::to_string(data)
         .map_err(|e| Error::internal(format!("review data: {e}")))?
         .replace('<', "\\u003c");

@@ -15,8 +15,9 @@ use serde_json::json;
 
 use super::write_page;
 use crate::Result;
-use crate::calibrate::read_windows;
+use crate::calibrate::{calibrate_windows, read_windows};
 use crate::timeline_rule::{ethogram_path, read_bouts, truth_bouts};
+use ethos_eval::calibration::Calibration;
 
 /// The timeline page's template (the data replaces `/*TIMELINE_DATA*/`).
 pub(crate) const TIMELINE_HTML: &str = include_str!("timeline.html");
@@ -46,9 +47,11 @@ pub struct TimelineReviewSummary {
     pub pages: Vec<PathBuf>,
 }
 
-/// The videos of a predict folder: `video` entries of its `summary*.json` files whose outputs exist.
-fn predicted_videos(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The videos of a predict folder (`video` entries of its `summary*.json` files whose outputs
+/// exist) and the calibration that predict applied to their windows (the last summary's).
+fn predicted_videos(dir: &Path) -> Result<(Vec<PathBuf>, Option<Calibration>)> {
     let mut videos = Vec::new();
+    let mut calibration = None;
     let entries = std::fs::read_dir(dir).map_err(|e| Error::input_io(dir, e))?;
     let mut summaries: Vec<PathBuf> = entries
         .flatten()
@@ -64,10 +67,19 @@ fn predicted_videos(dir: &Path) -> Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string(s).map_err(|e| Error::input_io(s, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::bad_input(format!("{}: {e}", s.display())))?;
+        // Summaries written before predict recorded it have no `calibration` key: raw probabilities.
+        if let Some(c) = v.get("calibration").filter(|c| !c.is_null()) {
+            calibration = Some(
+                serde_json::from_value(c.clone())
+                    .map_err(|e| Error::bad_input(format!("{}: calibration: {e}", s.display())))?,
+            );
+        }
         for pv in v["per_video"].as_array().into_iter().flatten() {
             if let Some(name) = pv["video"].as_str() {
                 let p = PathBuf::from(name);
-                if ethos_infer::predict::outputs_for(dir, &p).windows.is_file() && !videos.contains(&p) {
+                if ethos_infer::predict::outputs_for(dir, &p).windows.is_file()
+                    && !videos.contains(&p)
+                {
                     videos.push(p);
                 }
             }
@@ -79,7 +91,7 @@ fn predicted_videos(dir: &Path) -> Result<Vec<PathBuf>> {
             dir.display()
         )));
     }
-    Ok(videos)
+    Ok((videos, calibration))
 }
 
 /// Class names from a windows CSV header (`prob_<class>` columns in order).
@@ -101,7 +113,11 @@ fn window_classes(path: &Path) -> Result<Vec<String>> {
 fn write_proxy(video: &Path, path: &Path) -> Result<()> {
     ethos_video::init();
     let info = ethos_video::probe(video)?;
-    let fps_in = if info.avg_fps > 0.0 { info.avg_fps } else { info.real_fps };
+    let fps_in = if info.avg_fps > 0.0 {
+        info.avg_fps
+    } else {
+        info.real_fps
+    };
     let fps = fps_in.clamp(1.0, PROXY_MAX_FPS);
     let short = info.width.min(info.height).max(2);
     let scale = f64::from(PROXY_SHORT_SIDE.min(short)) / f64::from(short);
@@ -144,20 +160,30 @@ fn stem(video: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "video".into())
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// Builds the timeline pages of a predict folder.
 pub fn review_timelines(o: &TimelineReviewOptions) -> Result<TimelineReviewSummary> {
-    let videos = predicted_videos(&o.predictions)?;
+    let (videos, calibration) = predicted_videos(&o.predictions)?;
     std::fs::create_dir_all(o.out.join("videos")).map_err(|e| Error::output_io(&o.out, e))?;
     let mut pages = Vec::new();
     let mut index = Vec::new();
     for video in &videos {
         let outputs = ethos_infer::predict::outputs_for(&o.predictions, video);
         let classes = window_classes(&outputs.windows)?;
-        let windows = read_windows(&outputs.windows, &classes)?;
+        // The probabilities the bouts were made from (the ethogram PNG shows the same).
+        let windows = calibrate_windows(
+            &read_windows(&outputs.windows, &classes)?,
+            calibration.as_ref().filter(|c| c.classes == classes),
+        );
         let bouts = read_bouts(&outputs.events, &classes)?;
         let truth = match &o.truth {
             Some(t) => truth_bouts(t, video, &classes).unwrap_or_else(|e| {
@@ -173,9 +199,11 @@ pub fn review_timelines(o: &TimelineReviewOptions) -> Result<TimelineReviewSumma
         let ethogram_src = ethogram_path(&o.predictions, video);
         let ethogram = if ethogram_src.is_file() {
             let rel = format!("videos/{name}.ethogram.png");
-            let bytes = std::fs::read(&ethogram_src).map_err(|e| Error::input_io(&ethogram_src, e))?;
+            let bytes =
+                std::fs::read(&ethogram_src).map_err(|e| Error::input_io(&ethogram_src, e))?;
             let dst = o.out.join(&rel);
-            ethos_core::fs::write_bytes_atomic(&dst, &bytes).map_err(|e| Error::output_io(&dst, e))?;
+            ethos_core::fs::write_bytes_atomic(&dst, &bytes)
+                .map_err(|e| Error::output_io(&dst, e))?;
             Some(rel)
         } else {
             None
@@ -194,11 +222,17 @@ pub fn review_timelines(o: &TimelineReviewOptions) -> Result<TimelineReviewSumma
             "bouts": bout_json(&bouts),
             "truth": bout_json(&truth),
             "has_truth": o.truth.is_some(),
+            "temperature": calibration.as_ref().filter(|c| c.classes == classes).map(|c| c.temperature),
             "ethogram": ethogram,
         });
         let page = o.out.join(format!("timeline_{name}.html"));
         write_page(&page, TIMELINE_HTML, "/*TIMELINE_DATA*/", &data)?;
-        index.push((video.display().to_string(), format!("timeline_{name}.html"), bouts.len(), truth.len()));
+        index.push((
+            video.display().to_string(),
+            format!("timeline_{name}.html"),
+            bouts.len(),
+            truth.len(),
+        ));
         pages.push(page);
     }
     let mut html = String::from(

@@ -46,7 +46,7 @@ pub const ENCODER_DIR: &str = "encoder";
 /// The run's resumable checkpoint.
 pub const PRETRAIN_CKPT: &str = "last.ckpt";
 /// Purpose word of the per-step libtorch seed.
-const DROPOUT_STREAM: u64 = 0x7373_6c64_726f_70;
+const DROPOUT_STREAM: u64 = 0x0073_736c_6472_6f70;
 
 /// Errors of a pretraining run.
 #[derive(Debug, thiserror::Error)]

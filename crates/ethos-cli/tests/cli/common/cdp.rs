@@ -38,7 +38,9 @@ pub fn chromium_binary() -> PathBuf {
             }
         }
     }
-    panic!("no `chromium` on the PATH: run scripts/setup.sh (installs Debian's chromium) or set ETHOS_CHROMIUM");
+    panic!(
+        "no `chromium` on the PATH: run scripts/setup.sh (installs Debian's chromium) or set ETHOS_CHROMIUM"
+    );
 }
 
 /// A headless browser with one page attached.
@@ -79,7 +81,10 @@ impl Browser {
                     break (p.trim().to_string(), path.trim().to_string());
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "chromium did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "chromium did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         let stream = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
@@ -163,13 +168,12 @@ impl Browser {
                     .or(p["exceptionDetails"]["text"].as_str())
                     .unwrap_or("?")
             )),
-            "Runtime.consoleAPICalled" if p["type"] == "error" || p["type"] == "assert" => {
-                self.errors.push(format!("console.{}: {}", p["type"], p["args"]))
-            }
+            "Runtime.consoleAPICalled" if p["type"] == "error" || p["type"] == "assert" => self
+                .errors
+                .push(format!("console.{}: {}", p["type"], p["args"])),
             "Log.entryAdded" if p["entry"]["level"] == "error" => self.errors.push(format!(
                 "log: {} ({})",
-                p["entry"]["text"],
-                p["entry"]["url"]
+                p["entry"]["text"], p["entry"]["url"]
             )),
             _ => {}
         }
