@@ -21,20 +21,24 @@ use ethos_data::config::DataMode;
 use ethos_data::corpus::{self, CorpusSpec, IndexRow, SkipCounts};
 use ethos_data::dataset::{ClipDataset, cache_params};
 use ethos_data::sampler::ShuffleSampler;
+use ethos_data::shard::Shard;
 use ethos_data::transforms::ClipTransform;
 use ethos_models::config::Arch;
 use ethos_models::vjepa2::Vjepa2Config;
 use ethos_models::vjepa2_masks::MultiBlockMasks;
 use ethos_models::vjepa2_ssl::Vjepa2Ssl;
+use ethos_train::data_parallel::DataParallel;
 use ethos_train::optim::AdamW;
 use ethos_train::pretrain::{
     ENCODER_DIR, PRETRAIN_CKPT, PretrainOutcome, PretrainSetup, Pretrainer, load_checkpoint,
 };
 use ethos_train::schedule::{SchedConfig, SchedName};
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use crate::Result;
 use crate::config::RunConfig;
+use crate::distributed;
 use crate::progress::Progress;
 use crate::run_dir::{self, RunStart};
 
@@ -391,20 +395,45 @@ pub fn ssl_config(cfg: &RunConfig) -> Result<Vjepa2Config> {
 }
 
 /// Pretrains as configured (see the module doc).
+///
+/// Started as one rank of a data-parallel run (`ethos launch`, torchrun or `srun` variables), it
+/// joins the process group first; rank 0 decides where the run starts, builds the index and is
+/// the only rank that writes (see [`ethos_train::pretrain`] for how the ranks share a step).
 pub fn pretrain(
     cfg: &RunConfig,
     opts: &PretrainOptions,
     progress: &dyn Progress,
 ) -> Result<PretrainSummary> {
-    let RunStart { run_dir, resume } =
-        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)?;
+    let rdv = distributed::rendezvous()?;
+    distributed::check_config(cfg, rdv.world_size)?;
+    let device = distributed::rank_device(crate::train::device_of(cfg)?, &rdv)?;
+    let group = distributed::join(cfg, &rdv, device)?;
+    let summary = pretrain_ranks(cfg, opts, progress, device, group.as_ref())?;
+    if let Some(g) = group {
+        g.shutdown()?;
+    }
+    Ok(summary)
+}
+
+fn pretrain_ranks(
+    cfg: &RunConfig,
+    opts: &PretrainOptions,
+    progress: &dyn Progress,
+    device: Device,
+    dp: Option<&DataParallel>,
+) -> Result<PretrainSummary> {
+    let (run_dir, resume) = distributed::on_main(dp, || {
+        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)
+            .map(|RunStart { run_dir, resume }| (run_dir, resume))
+    })?;
+    let writes = dp.is_none_or(DataParallel::is_main);
+    let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
     let mut cfg = cfg.clone();
     cfg.train.run_dir = Some(run_dir.clone());
     let cfg = &cfg;
     // Everything the user's input can break is checked before the run directory is written.
     let vc = ssl_config(cfg)?;
     corpus_spec(cfg)?;
-    let device = crate::train::device_of(cfg)?;
     let resume_ck = match &resume {
         Some(p) => Some((
             p.clone(),
@@ -412,11 +441,14 @@ pub fn pretrain(
         )),
         None => None,
     };
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
-    ethos_core::fs::clean_stale_temps(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+    if writes {
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+        ethos_core::fs::clean_stale_temps(&run_dir).map_err(|e| Error::output_io(&run_dir, e))?;
+    }
     let index = index_path(cfg, &run_dir);
     let data = pretrain_data(cfg, &run_dir);
-    let rows = ensure_index(cfg, &data, &index, progress)?;
+    // Rank 0 builds the index and its cache entries; the others then find both ready.
+    let rows = distributed::main_first(dp, || ensure_index(cfg, &data, &index, progress))?;
     let rois: BTreeMap<String, ethos_video::Roi> = corpus_spec(cfg)?.camera_rois;
     let events = rows
         .iter()
@@ -434,9 +466,11 @@ pub fn pretrain(
     let ds = Arc::new(ds);
     let clips = ds.len();
 
-    let config_path = run_dir.join("config.yaml");
-    ethos_core::fs::write_bytes_atomic(&config_path, cfg.to_yaml().as_bytes())
-        .map_err(|e| Error::output_io(&config_path, e))?;
+    if writes {
+        let config_path = run_dir.join("config.yaml");
+        ethos_core::fs::write_bytes_atomic(&config_path, cfg.to_yaml().as_bytes())
+            .map_err(|e| Error::output_io(&config_path, e))?;
+    }
     let hash = cfg.hash();
 
     tch::manual_seed((cfg.train.seed & (i64::MAX as u64)) as i64);
@@ -502,7 +536,8 @@ pub fn pretrain(
         transform,
         Box::new(ShuffleSampler::new(clips)),
         Layout::Btchw,
-    );
+    )
+    .with_shard(Shard::training(rank, world));
     let counts = ethos_models::freeze::param_counts(ssl.online_vs());
     tracing::info!(
         "pretrain: V-JEPA 2 ({} blocks, width {}; predictor {} blocks, width {}): {} trainable / {} online parameters on {:?}; {} clips of {} frames at {} px, batch {}, {} steps, token grid {:?}, {} mask groups",
@@ -536,6 +571,9 @@ pub fn pretrain(
     };
     let stop = crate::signals::stop_flag()?;
     let mut looped = Pretrainer::new(setup, &ssl, masks, optim, resume_ck, stop)?;
+    if let Some(dp) = dp {
+        looped = looped.with_data_parallel(dp)?;
+    }
     let outcome = looped.run(&source)?;
     let history = &looped.state().history;
     let loss = history

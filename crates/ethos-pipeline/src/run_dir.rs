@@ -136,9 +136,13 @@ pub fn plan_start(
 /// Copies a run's checkpoints and history into `run_dir`, so a resume into a new folder holds a
 /// whole run there (its best checkpoint included) and never writes into the source.
 fn adopt(ckpt: &Path, source_dir: &Path, run_dir: &Path) -> Result<RunStart> {
-    // A file that is not a checkpoint is refused before anything is written into `run_dir`.
-    ethos_train::checkpoint::load_state(ckpt)
-        .map_err(|e| Error::from(e).context(format!("--resume {}", ckpt.display())))?;
+    // A file that is not a checkpoint (of `ethos train` or `ethos pretrain`) is refused before
+    // anything is written into `run_dir`.
+    if let Err(e) = ethos_train::checkpoint::load_state(ckpt)
+        && ethos_train::pretrain::load_checkpoint(ckpt).is_err()
+    {
+        return Err(Error::from(e).context(format!("--resume {}", ckpt.display())));
+    }
     std::fs::create_dir_all(run_dir).map_err(|e| Error::output_io(run_dir, e))?;
     let copy = |from: &Path, name: &str| -> Result<()> {
         let to = run_dir.join(name);

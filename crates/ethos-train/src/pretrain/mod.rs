@@ -12,6 +12,16 @@
 //! ([`save_checkpoint`]: online encoder + predictor, target encoder, AdamW moments and step counts,
 //! loss scaler, step, seed, history, the partial logging interval) resumes bit-exactly on the CPU.
 //! Checkpoints are one safetensors file written atomically (temporary name, fsync, rename).
+//!
+//! **Data parallel** ([`Pretrainer::with_data_parallel`]). Each rank loads its contiguous part of
+//! every global batch (`ethos_data::shard::Shard::SplitBatches`); the masks of the step are drawn
+//! for the whole global batch and each rank takes its rows, so every sample gets the mask one
+//! process would give it. A rank's loss is weighted by its share of the batch before the backward
+//! and the gradients are summed over the ranks: every rank then holds the gradient of the global
+//! batch's mean loss, clips and steps identically, and the EMA targets stay equal. Only rank 0
+//! writes (history, checkpoints, `encoder/`); a stop signal on any rank stops them all at the
+//! same step. Dropout and drop-path draws come from (seed, step, rank), so runs compared number
+//! for number with one process need them off.
 
 pub mod config;
 
@@ -20,12 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ethos_models::vjepa2_masks::{MaskError, MultiBlockMasks};
+use ethos_models::vjepa2_masks::{MaskError, MaskGroup, MultiBlockMasks};
 use ethos_models::vjepa2_ssl::{ExportEncoder, SslError, SslMasks, Vjepa2Ssl, ema_momentum};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::checkpoint::CheckpointError;
+use crate::data_parallel::DataParallel;
 use crate::optim::{AdamW, AmpMode, GradScaler, autocast};
 use crate::schedule::Schedule;
 use crate::trainer::{BatchSource, Progress, batch_tensor};
@@ -60,6 +71,9 @@ pub enum PretrainError {
     /// The loader failed (a cache entry, a video).
     #[error("loading pretraining clips")]
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A collective of a data-parallel run failed (a rank died or timed out).
+    #[error(transparent)]
+    Distributed(#[from] crate::trainer::TrainError),
     /// A checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -96,6 +110,7 @@ impl ethos_core::Classify for PretrainError {
             PretrainError::Ssl(e) => e.kind(),
             PretrainError::Masks(e) => e.kind(),
             PretrainError::Checkpoint(e) => e.kind(),
+            PretrainError::Distributed(e) => e.kind(),
             PretrainError::Io { source, .. } => ErrorKind::of_output_io(source),
             PretrainError::BadInput(_) => ErrorKind::BadInput,
             PretrainError::Data(_) | PretrainError::NonFiniteLoss { .. } => ErrorKind::Internal,
@@ -391,6 +406,15 @@ pub struct Pretrainer<'a> {
     scaler: GradScaler,
     state: PretrainState,
     stop: Arc<AtomicBool>,
+    dp: Option<&'a DataParallel>,
+}
+
+/// The rows `[start, end)` of a global batch of `len` samples that `rank` of `world` holds: the
+/// split of `ethos_data::shard::Shard::SplitBatches` (contiguous, near-equal, earlier ranks get
+/// the shorter parts).
+fn rank_rows(len: usize, rank: usize, world: usize) -> (usize, usize) {
+    let world = world.max(1);
+    (len * rank / world, len * (rank + 1) / world)
 }
 
 /// libtorch's seed for step `step`: SplitMix64 over (seed, step, purpose).
@@ -487,7 +511,22 @@ impl<'a> Pretrainer<'a> {
             scaler,
             state,
             stop,
+            dp: None,
         })
+    }
+
+    /// Makes this loop one rank of a data-parallel run (see the module doc): rank 0's online and
+    /// target weights are sent to every rank, so all start equal.
+    pub fn with_data_parallel(mut self, dp: &'a DataParallel) -> Result<Self, PretrainError> {
+        dp.broadcast_variables(self.ssl.online_vs(), true)?;
+        dp.broadcast_variables(self.ssl.target_vs(), true)?;
+        self.dp = Some(dp);
+        Ok(self)
+    }
+
+    /// True on the rank that writes the run's files (rank 0, or a single process).
+    fn writes(&self) -> bool {
+        self.dp.is_none_or(DataParallel::is_main)
     }
 
     /// The state (step, history).
@@ -509,6 +548,9 @@ impl<'a> Pretrainer<'a> {
 
     /// Writes `last.ckpt`, then `encoder/` (the Hugging Face folder).
     fn save(&mut self) -> Result<(), PretrainError> {
+        if !self.writes() {
+            return Ok(());
+        }
         self.state.optimizer = self.optim.state_dict().1;
         self.state.scaler = serde_json::to_value(&self.scaler).unwrap_or_default();
         save_checkpoint(
@@ -535,6 +577,9 @@ impl<'a> Pretrainer<'a> {
     }
 
     fn write_history(&self) -> Result<(), PretrainError> {
+        if !self.writes() {
+            return Ok(());
+        }
         let p = self.setup.run_dir.join("history.csv");
         write_history(&p, &self.state.history)
             .map_err(|source| PretrainError::Io { path: p, source })
@@ -571,15 +616,36 @@ impl<'a> Pretrainer<'a> {
                 let step = self.state.step;
                 let b = batch.map_err(PretrainError::Data)?;
                 let x = batch_tensor(&b, ethos_models::Layout::Btchw, device);
+                let here = b.labels.len();
+                // The global batch: this rank's rows of it, and its share of the mean loss.
+                let (global, rows, share) = match self.dp {
+                    Some(dp) => {
+                        let n = dp.sum_f64(&[here as f64])?[0] as usize;
+                        let rows = rank_rows(n, dp.rank(), dp.world_size());
+                        (n, rows, here as f64 / n.max(1) as f64)
+                    }
+                    None => (here, (0, here), 1.0),
+                };
                 let groups: Vec<SslMasks> = self
                     .masks
-                    .generate(seed, step, b.labels.len())?
+                    .generate(seed, step, global)?
                     .iter()
-                    .map(|g| SslMasks::from_group(g, device))
+                    .map(|g| {
+                        let mine = MaskGroup {
+                            context: g.context[rows.0..rows.1].to_vec(),
+                            target: g.target[rows.0..rows.1].to_vec(),
+                        };
+                        SslMasks::from_group(&mine, device)
+                    })
                     .collect();
-                tch::manual_seed(step_seed(seed, step));
+                let rank = self.dp.map_or(0, DataParallel::rank) as i64;
+                tch::manual_seed(step_seed(seed, step) ^ rank);
                 let out = autocast(amp, || self.ssl.step(&x, &groups, true))?;
-                let value = out.loss.double_value(&[]);
+                let local = out.loss.double_value(&[]);
+                let value = match self.dp {
+                    Some(dp) => dp.sum_f64(&[local * share])?[0],
+                    None => local,
+                };
                 if !value.is_finite() {
                     bar.finish();
                     return Err(PretrainError::NonFiniteLoss {
@@ -588,8 +654,15 @@ impl<'a> Pretrainer<'a> {
                         last: self.checkpoint_path().display().to_string(),
                     });
                 }
-                self.scaler.scale_loss(&out.loss).backward();
+                if share == 1.0 {
+                    self.scaler.scale_loss(&out.loss).backward();
+                } else {
+                    self.scaler.scale_loss(&(&out.loss * share)).backward();
+                }
                 drop(out);
+                if let Some(dp) = self.dp {
+                    dp.sum_gradients(&self.optim)?;
+                }
                 let lr = self.setup.schedule.lr_at(step);
                 self.optim.set_lr(lr);
                 if let Some(max) = self.setup.grad_clip.filter(|m| *m > 0.0)
@@ -605,7 +678,7 @@ impl<'a> Pretrainer<'a> {
                 let iv = &mut self.state.interval;
                 iv.loss_sum += value;
                 iv.steps += 1;
-                iv.samples += b.labels.len() as u64;
+                iv.samples += global as u64;
                 let done = self.state.step;
                 bar.step(
                     done as usize,
@@ -616,7 +689,11 @@ impl<'a> Pretrainer<'a> {
                 if log_now {
                     self.close_interval(&mut t_interval, &mut t_total, (lr, momentum))?;
                 }
-                let stop = self.stop_requested()
+                let signalled = match self.dp {
+                    Some(dp) => dp.any(self.stop_requested())?,
+                    None => self.stop_requested(),
+                };
+                let stop = signalled
                     || self
                         .setup
                         .stop_after_steps
