@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use tch::{Kind, Tensor};
 
@@ -53,16 +53,17 @@ pub fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
         path: path.to_path_buf(),
         msg,
     };
+    let containers = Containers::default();
     let mut head = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(io)?;
     let n = file.read(&mut head).map_err(io)?;
     // The zip format is read entry by entry from the file; the legacy stream needs all bytes.
     let (root, storages) = if n == 4 && &head == b"PK\x03\x04" {
-        read_zip(path, file)?
+        read_zip(path, file, &containers)?
     } else if n >= 1 && head[0] == 0x80 {
         drop(file);
         let bytes = std::fs::read(path).map_err(io)?;
-        read_legacy(path, &bytes)?
+        read_legacy(path, &bytes, &containers)?
     } else {
         return Err(err(
             "neither a zip archive nor a pickle stream (not a torch.save file)".into(),
@@ -75,10 +76,11 @@ pub fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
 /// Any bytes give tensors or an error, never a panic, and memory linear in `bytes.len()` (plus the
 /// tensors themselves).
 pub fn read_pth_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    let containers = Containers::default();
     let (root, storages) = if bytes.starts_with(b"PK\x03\x04") {
-        read_zip(path, std::io::Cursor::new(bytes))?
+        read_zip(path, std::io::Cursor::new(bytes), &containers)?
     } else if bytes.first() == Some(&0x80) {
-        read_legacy(path, bytes)?
+        read_legacy(path, bytes, &containers)?
     } else {
         return Err(WeightsError::Pth {
             path: path.to_path_buf(),
@@ -111,6 +113,7 @@ type Storages = HashMap<String, Vec<u8>>;
 fn read_zip<R: Read + std::io::Seek>(
     path: &Path,
     file: R,
+    containers: &Containers,
 ) -> Result<(Value, Storages), WeightsError> {
     let err = |msg: String| WeightsError::Pth {
         path: path.to_path_buf(),
@@ -151,7 +154,7 @@ fn read_zip<R: Read + std::io::Seek>(
         }
     }
     let pickle = read_entry(&mut zip, &pkl)?;
-    let mut vm = Vm::new(path, &pickle);
+    let mut vm = Vm::new(path, &pickle, containers);
     let root = vm.run()?;
     let mut storages = Storages::new();
     for key in vm.storage_keys() {
@@ -166,14 +169,18 @@ fn read_zip<R: Read + std::io::Seek>(
     Ok((root, storages))
 }
 
-fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages), WeightsError> {
+fn read_legacy(
+    path: &Path,
+    bytes: &[u8],
+    containers: &Containers,
+) -> Result<(Value, Storages), WeightsError> {
     let err = |msg: String| WeightsError::Pth {
         path: path.to_path_buf(),
         msg,
     };
     let mut pos = 0usize;
     let mut next = |what: &str| -> Result<(Value, Vec<String>), WeightsError> {
-        let mut vm = Vm::new(path, &bytes[pos..]);
+        let mut vm = Vm::new(path, &bytes[pos..], containers);
         let v = vm.run().map_err(|e| match e {
             WeightsError::Pth { path, msg } => WeightsError::Pth {
                 path,
@@ -235,7 +242,7 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages), WeightsEr
         }
     };
     let elt_sizes: HashMap<String, usize> = {
-        let mut vm = Vm::new(path, &[]);
+        let mut vm = Vm::new(path, &[], containers);
         vm.collect_storage_kinds(&root);
         vm.storages
             .iter()
@@ -493,14 +500,21 @@ enum Value {
     Str(String),
     #[allow(dead_code)] // as for Float
     Bytes(Vec<u8>),
-    List(Rc<RefCell<Vec<Value>>>),
+    List(ListCell),
     Tuple(Rc<Vec<Value>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Dict(DictCell),
     Global(Global),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
     Mark,
 }
+
+/// The items of a pickled list (shared and mutable, as Python's).
+type ListItems = RefCell<Vec<Value>>;
+/// The items of a pickled dict, in insertion order.
+type DictItems = RefCell<Vec<(Value, Value)>>;
+type ListCell = Rc<ListItems>;
+type DictCell = Rc<DictItems>;
 
 /// Dropping a value frees its children in a loop, not by recursion: however deep a malicious
 /// pickle nests (the nesting check sees only what the opcodes build directly; lists filled through
@@ -509,9 +523,13 @@ impl Drop for Value {
     fn drop(&mut self) {
         fn take_children(v: &mut Value, out: &mut Vec<Value>) {
             match v {
+                // The last strong owner empties it (weak references of the read's
+                // `Containers` make `Rc::get_mut` refuse, so it is not used here).
                 Value::List(l) => {
-                    if let Some(cell) = Rc::get_mut(l) {
-                        out.append(cell.get_mut());
+                    if Rc::strong_count(l) == 1
+                        && let Ok(mut items) = l.try_borrow_mut()
+                    {
+                        out.append(&mut items);
                     }
                 }
                 Value::Tuple(t) => {
@@ -520,8 +538,10 @@ impl Drop for Value {
                     }
                 }
                 Value::Dict(d) => {
-                    if let Some(cell) = Rc::get_mut(d) {
-                        for (k, v) in cell.get_mut().drain(..) {
+                    if Rc::strong_count(d) == 1
+                        && let Ok(mut items) = d.try_borrow_mut()
+                    {
+                        for (k, v) in items.drain(..) {
                             out.push(k);
                             out.push(v);
                         }
@@ -602,6 +622,39 @@ impl Value {
     }
 }
 
+/// The lists and dicts one read created. Opcodes can put a container inside itself (`DUP` then
+/// `APPEND`, or through the memo), and such a cycle of `Rc`s is never freed; dropping this after
+/// the read (when the values it returned are gone) empties every container still alive, which
+/// frees the cycles. Found by the `pickle` fuzz target (a leak on a hostile file).
+#[derive(Default)]
+struct Containers {
+    lists: RefCell<Vec<Weak<ListItems>>>,
+    dicts: RefCell<Vec<Weak<DictItems>>>,
+}
+
+impl Containers {
+    fn register(&self, v: &Value) {
+        match v {
+            Value::List(l) => self.lists.borrow_mut().push(Rc::downgrade(l)),
+            Value::Dict(d) => self.dicts.borrow_mut().push(Rc::downgrade(d)),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for l in self.lists.get_mut().drain(..).filter_map(|w| w.upgrade()) {
+            let items = std::mem::take(&mut *l.borrow_mut());
+            drop(items);
+        }
+        for d in self.dicts.get_mut().drain(..).filter_map(|w| w.upgrade()) {
+            let items = std::mem::take(&mut *d.borrow_mut());
+            drop(items);
+        }
+    }
+}
+
 /// The pickle interpreter: data-only opcodes plus the allow-listed globals.
 struct Vm<'a> {
     path: PathBuf,
@@ -616,6 +669,8 @@ struct Vm<'a> {
     work_left: usize,
     /// Position of each string or int key in its dict (by [`container_id`]).
     dict_keys: HashMap<usize, HashMap<DictKey, usize>>,
+    /// Every list and dict made, emptied when the read is over.
+    containers: &'a Containers,
 }
 
 /// A dict key that Python compares by value.
@@ -626,7 +681,7 @@ enum DictKey {
 }
 
 impl<'a> Vm<'a> {
-    fn new(path: &Path, data: &'a [u8]) -> Self {
+    fn new(path: &Path, data: &'a [u8], containers: &'a Containers) -> Self {
         Vm {
             path: path.to_path_buf(),
             data,
@@ -637,6 +692,7 @@ impl<'a> Vm<'a> {
             heights: HashMap::new(),
             work_left: data.len().saturating_mul(WORK_PER_BYTE) + WORK_BASE,
             dict_keys: HashMap::new(),
+            containers,
         }
     }
 
@@ -673,6 +729,7 @@ impl<'a> Vm<'a> {
 
     /// A new container value, after checking its nesting.
     fn container(&mut self, v: Value) -> Result<Value, WeightsError> {
+        self.containers.register(&v);
         let id = container_id(&v);
         // A new allocation may reuse a freed container's address: start from its own height.
         if let Some(id) = id {
@@ -1360,7 +1417,33 @@ mod tests {
     use ethos_core::Classify;
 
     fn run(bytes: &[u8]) -> Result<Value, WeightsError> {
-        Vm::new(Path::new("t.pkl"), bytes).run()
+        // The tests inspect the returned values: their containers outlive the test.
+        let containers: &'static Containers = Box::leak(Box::default());
+        Vm::new(Path::new("t.pkl"), bytes, containers).run()
+    }
+
+    #[test]
+    fn a_list_inside_itself_is_freed_after_the_read() {
+        // EMPTY_LIST, DUP, APPEND (the list into itself), then the same through the memo:
+        // EMPTY_DICT, BINPUT 0, BINUNICODE "k", BINGET 0, SETITEM; a tuple of both; STOP.
+        let pickle: &[u8] = b"\x80\x02]2a}q\x00X\x01\x00\x00\x00kh\x00s\x86.";
+        let containers = Containers::default();
+        let root = Vm::new(Path::new("t.pkl"), pickle, &containers)
+            .run()
+            .unwrap();
+        let Value::Tuple(t) = &root else {
+            panic!("not a tuple: {}", root.type_name())
+        };
+        let (Value::List(l), Value::Dict(d)) = (&t[0], &t[1]) else {
+            panic!("not (list, dict)");
+        };
+        let (l, d) = (Rc::downgrade(l), Rc::downgrade(d));
+        drop(root);
+        // Each cycle keeps its container alive until the read's containers are dropped.
+        assert!(l.upgrade().is_some() && d.upgrade().is_some());
+        drop(containers);
+        assert!(l.upgrade().is_none(), "the self-containing list leaked");
+        assert!(d.upgrade().is_none(), "the self-containing dict leaked");
     }
 
     #[test]

@@ -94,6 +94,24 @@ pub fn join(cfg: &RunConfig, rdv: &Rendezvous, device: Device) -> Result<Option<
     Ok(Some(DataParallel::new(pg, device)))
 }
 
+/// Runs `f` as this process's part of a run: in a single process, or as one rank of a
+/// data-parallel run (launcher variables read, config checked, group joined on the rank's
+/// device, and left once `f` succeeded). `f` gets the device and the group (`None` alone).
+pub fn run_as_rank<T>(
+    cfg: &RunConfig,
+    f: impl FnOnce(Device, Option<&DataParallel>) -> Result<T>,
+) -> Result<T> {
+    let rdv = rendezvous()?;
+    check_config(cfg, rdv.world_size)?;
+    let device = rank_device(crate::train::device_of(cfg)?, &rdv)?;
+    let group = join(cfg, &rdv, device)?;
+    let out = f(device, group.as_ref())?;
+    if let Some(g) = group {
+        g.shutdown()?;
+    }
+    Ok(out)
+}
+
 /// What rank 0 sends the others: its value, or its error.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum Outcome<T> {

@@ -404,15 +404,9 @@ pub fn pretrain(
     opts: &PretrainOptions,
     progress: &dyn Progress,
 ) -> Result<PretrainSummary> {
-    let rdv = distributed::rendezvous()?;
-    distributed::check_config(cfg, rdv.world_size)?;
-    let device = distributed::rank_device(crate::train::device_of(cfg)?, &rdv)?;
-    let group = distributed::join(cfg, &rdv, device)?;
-    let summary = pretrain_ranks(cfg, opts, progress, device, group.as_ref())?;
-    if let Some(g) = group {
-        g.shutdown()?;
-    }
-    Ok(summary)
+    distributed::run_as_rank(cfg, |device, dp| {
+        pretrain_ranks(cfg, opts, progress, device, dp)
+    })
 }
 
 fn pretrain_ranks(

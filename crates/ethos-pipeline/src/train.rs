@@ -92,15 +92,7 @@ pub fn make_loss(cfg: &RunConfig, train_labels: &[usize]) -> Result<FocalLoss> {
 /// it joins the process group first; rank 0 decides where the run starts and is the only rank
 /// that writes (see [`crate::distributed`]).
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
-    let rdv = distributed::rendezvous()?;
-    distributed::check_config(cfg, rdv.world_size)?;
-    let device = distributed::rank_device(device_of(cfg)?, &rdv)?;
-    let group = distributed::join(cfg, &rdv, device)?;
-    let summary = train_ranks(cfg, opts, device, group.as_ref())?;
-    if let Some(g) = group {
-        g.shutdown()?;
-    }
-    Ok(summary)
+    distributed::run_as_rank(cfg, |device, dp| train_ranks(cfg, opts, device, dp))
 }
 
 fn train_ranks(

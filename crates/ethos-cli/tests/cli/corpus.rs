@@ -69,20 +69,7 @@ struct Fixtures {
 fn fixtures() -> Fixtures {
     let root = common::tmp("corpus-cli", "fixtures");
     let data = root.join("data");
-    ok(&ethos()
-        .args(["synth", "--out"])
-        .arg(&data)
-        .args([
-            "--events",
-            "24",
-            "--resolution",
-            "160x96",
-            "--minutes",
-            "0.5",
-        ])
-        .args(["--imbalance", "2", "--seed", "9"])
-        .output()
-        .unwrap());
+    common::synth_small(&data, &["--imbalance", "2", "--seed", "9"]);
     let run = root.join("run");
     let mut cmd = ethos();
     cmd.args(["train", "--config"])

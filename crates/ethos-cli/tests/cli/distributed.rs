@@ -234,15 +234,7 @@ fn two_ranks_train_the_model_one_process_trains_and_resume_across_world_sizes() 
     assert_metrics_close(&metrics(&reference), &metrics(&ddp), 1e-4);
     assert_histories_close(&history(&reference), &history(&ddp), 1e-3);
     // Only rank 0 wrote: the run directories hold the same files.
-    let files = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(files(&reference), files(&ddp));
+    assert_eq!(common::file_names(&reference), common::file_names(&ddp));
 
     // Started with 2 processes, resumed with 1, and the reverse: the schedule continues.
     let (a, b) = (tmp("2then1"), tmp("1then2"));

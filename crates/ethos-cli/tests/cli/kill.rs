@@ -30,20 +30,10 @@ fn dataset() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = common::tmp("kill-cli", "data");
-        ok(&ethos()
-            .args(["synth", "--out"])
-            .arg(&dir)
-            .args([
-                "--events",
-                "24",
-                "--resolution",
-                "160x96",
-                "--minutes",
-                "0.5",
-            ])
-            .args(["--imbalance", "2", "--seed", "12", "--long-video", "40"])
-            .output()
-            .unwrap());
+        common::synth_small(
+            &dir,
+            &["--imbalance", "2", "--seed", "12", "--long-video", "40"],
+        );
         dir
     })
 }

@@ -17,23 +17,7 @@ fn trained() -> &'static (PathBuf, PathBuf) {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ethos-predict-cli-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        ok(&ethos()
-            .args(["synth", "--out"])
-            .arg(dir.join("data"))
-            .args([
-                "--events",
-                "24",
-                "--resolution",
-                "160x96",
-                "--minutes",
-                "0.5",
-                "--imbalance",
-                "2",
-                "--seed",
-                "5",
-            ])
-            .output()
-            .unwrap());
+        common::synth_small(&dir.join("data"), &["--imbalance", "2", "--seed", "5"]);
         let run = dir.join("run");
         let sets = [
             "data.input_size=32",

@@ -479,15 +479,7 @@ fn two_ranks_pretrain_like_one_process_and_resume_with_either() {
         assert!(d <= 2e-3, "{name}: {d:e}");
     }
     // Only rank 0 wrote: the run folders hold the same files.
-    let files = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(files(&one), files(&two));
+    assert_eq!(common::file_names(&one), common::file_names(&two));
     for run in [one, two, two_then_one] {
         let _ = std::fs::remove_dir_all(run);
     }

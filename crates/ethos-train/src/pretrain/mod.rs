@@ -601,7 +601,11 @@ impl<'a> Pretrainer<'a> {
         }
         // Rows a killed run wrote after its last checkpoint go: the resumed run writes them again.
         self.write_history()?;
-        let progress = Progress::new(self.setup.cfg.log_every as usize);
+        let progress = if self.writes() {
+            Progress::new(self.setup.cfg.log_every as usize)
+        } else {
+            Progress::silent()
+        };
         let bar = progress.bar(total, "pretrain");
         let start_step = self.state.step;
         let seed = self.setup.seed;

@@ -3,7 +3,7 @@
 
 pub mod cdp;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `ethos` binary with info logs and no colour codes (tests read its stderr).
@@ -29,4 +29,33 @@ pub fn tmp(suite: &str, name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ethos-{suite}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
+}
+
+/// `ethos synth --out out` of the small dataset most tests train on (24 events, 160x96, 30 s per
+/// video), with `extra` flags (seed, imbalance, long video, ...); asserts that it succeeded.
+pub fn synth_small(out: &Path, extra: &[&str]) {
+    ok(&ethos()
+        .args(["synth", "--out"])
+        .arg(out)
+        .args([
+            "--events",
+            "24",
+            "--resolution",
+            "160x96",
+            "--minutes",
+            "0.5",
+        ])
+        .args(extra)
+        .output()
+        .unwrap());
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
