@@ -4,6 +4,7 @@
 //! decisions that touch files (where the run starts, building cache entries) while the other
 //! ranks wait for its outcome.
 
+use std::path::Path;
 use std::time::Duration;
 
 use ethos_core::Error;
@@ -15,6 +16,7 @@ use tch::Device;
 
 use crate::Result;
 use crate::config::RunConfig;
+use crate::run_dir::{self, RunStart};
 
 /// This process's place in a run, from the launcher's variables (one process when there are
 /// none). A bad or incomplete set of variables is bad input naming the variable.
@@ -110,6 +112,22 @@ pub fn run_as_rank<T>(
         g.shutdown()?;
     }
     Ok(out)
+}
+
+/// Where a run starts ([`run_dir::plan_start`]: `--resume`, `--out`, `train.resume`, `--force`),
+/// decided by rank 0 alone (it may copy or remove run files) and sent to every rank.
+pub fn plan_start(
+    dp: Option<&DataParallel>,
+    cfg: &RunConfig,
+    resume: Option<&Path>,
+    out: Option<&Path>,
+    force: bool,
+) -> Result<RunStart> {
+    let (run_dir, resume) = on_main(dp, || {
+        run_dir::plan_start(cfg, resume, out, force)
+            .map(|RunStart { run_dir, resume }| (run_dir, resume))
+    })?;
+    Ok(RunStart { run_dir, resume })
 }
 
 /// What rank 0 sends the others: its value, or its error.

@@ -40,7 +40,7 @@ use crate::Result;
 use crate::config::RunConfig;
 use crate::distributed;
 use crate::progress::Progress;
-use crate::run_dir::{self, RunStart};
+use crate::run_dir::RunStart;
 
 /// How `pretrain-index` runs.
 #[derive(Debug, Clone, Default)]
@@ -416,10 +416,13 @@ fn pretrain_ranks(
     device: Device,
     dp: Option<&DataParallel>,
 ) -> Result<PretrainSummary> {
-    let (run_dir, resume) = distributed::on_main(dp, || {
-        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)
-            .map(|RunStart { run_dir, resume }| (run_dir, resume))
-    })?;
+    let RunStart { run_dir, resume } = distributed::plan_start(
+        dp,
+        cfg,
+        opts.resume.as_deref(),
+        opts.out.as_deref(),
+        opts.force,
+    )?;
     let writes = dp.is_none_or(DataParallel::is_main);
     let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
     let mut cfg = cfg.clone();

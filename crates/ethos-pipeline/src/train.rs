@@ -101,10 +101,13 @@ fn train_ranks(
     device: Device,
     dp: Option<&DataParallel>,
 ) -> Result<TrainSummary> {
-    let (run_dir, resume) = distributed::on_main(dp, || {
-        run_dir::plan_start(cfg, opts.resume.as_deref(), opts.out.as_deref(), opts.force)
-            .map(|RunStart { run_dir, resume }| (run_dir, resume))
-    })?;
+    let RunStart { run_dir, resume } = distributed::plan_start(
+        dp,
+        cfg,
+        opts.resume.as_deref(),
+        opts.out.as_deref(),
+        opts.force,
+    )?;
     let writes = dp.is_none_or(DataParallel::is_main);
     let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
     let mut cfg = cfg.clone();
