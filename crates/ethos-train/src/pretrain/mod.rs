@@ -409,14 +409,6 @@ pub struct Pretrainer<'a> {
     dp: Option<&'a DataParallel>,
 }
 
-/// The rows `[start, end)` of a global batch of `len` samples that `rank` of `world` holds: the
-/// split of `ethos_data::shard::Shard::SplitBatches` (contiguous, near-equal, earlier ranks get
-/// the shorter parts).
-fn rank_rows(len: usize, rank: usize, world: usize) -> (usize, usize) {
-    let world = world.max(1);
-    (len * rank / world, len * (rank + 1) / world)
-}
-
 /// libtorch's seed for step `step`: SplitMix64 over (seed, step, purpose).
 fn step_seed(seed: u64, step: u64) -> i64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
@@ -625,10 +617,11 @@ impl<'a> Pretrainer<'a> {
                 let (global, rows, share) = match self.dp {
                     Some(dp) => {
                         let n = dp.sum_f64(&[here as f64])?[0] as usize;
-                        let rows = rank_rows(n, dp.rank(), dp.world_size());
+                        // The rows the loader's `Shard::SplitBatches` gave this rank.
+                        let rows = ethos_data::shard::part(0..n, dp.rank(), dp.world_size());
                         (n, rows, here as f64 / n.max(1) as f64)
                     }
-                    None => (here, (0, here), 1.0),
+                    None => (here, 0..here, 1.0),
                 };
                 let groups: Vec<SslMasks> = self
                     .masks
@@ -636,8 +629,8 @@ impl<'a> Pretrainer<'a> {
                     .iter()
                     .map(|g| {
                         let mine = MaskGroup {
-                            context: g.context[rows.0..rows.1].to_vec(),
-                            target: g.target[rows.0..rows.1].to_vec(),
+                            context: g.context[rows.clone()].to_vec(),
+                            target: g.target[rows.clone()].to_vec(),
                         };
                         SslMasks::from_group(&mine, device)
                     })
