@@ -500,9 +500,9 @@ enum Value {
     Str(String),
     #[allow(dead_code)] // as for Float
     Bytes(Vec<u8>),
-    List(ListCell),
+    List(Rc<ListItems>),
     Tuple(Rc<Vec<Value>>),
-    Dict(DictCell),
+    Dict(Rc<DictItems>),
     Global(Global),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
@@ -513,8 +513,6 @@ enum Value {
 type ListItems = RefCell<Vec<Value>>;
 /// The items of a pickled dict, in insertion order.
 type DictItems = RefCell<Vec<(Value, Value)>>;
-type ListCell = Rc<ListItems>;
-type DictCell = Rc<DictItems>;
 
 /// Dropping a value frees its children in a loop, not by recursion: however deep a malicious
 /// pickle nests (the nesting check sees only what the opcodes build directly; lists filled through

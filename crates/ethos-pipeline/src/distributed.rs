@@ -123,11 +123,7 @@ pub fn plan_start(
     out: Option<&Path>,
     force: bool,
 ) -> Result<RunStart> {
-    let (run_dir, resume) = on_main(dp, || {
-        run_dir::plan_start(cfg, resume, out, force)
-            .map(|RunStart { run_dir, resume }| (run_dir, resume))
-    })?;
-    Ok(RunStart { run_dir, resume })
+    on_main(dp, || run_dir::plan_start(cfg, resume, out, force))
 }
 
 /// What rank 0 sends the others: its value, or its error.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ethos_core::{Error, ResultExt};
+use ethos_eval::calibration::Calibration;
 use ethos_eval::timeline::MergeRule;
 use ethos_infer::predict::{self, Predictor, VideoSummary, WindowSpec};
 use serde::Serialize;
@@ -219,7 +220,7 @@ pub struct PredictSummary {
     /// run's `calibration.json` at the time; `None` without one or with `--no-calibration`).
     /// `NAME.windows.csv` keeps the raw probabilities; a review page applies this to show what the
     /// bouts came from.
-    pub calibration: Option<ethos_eval::calibration::Calibration>,
+    pub calibration: Option<Calibration>,
     /// Where this summary was written.
     #[serde(skip)]
     pub path: PathBuf,
@@ -417,8 +418,15 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
             }
         }
     }
-    let mut summary = summarize(o, spec, videos.len(), per_video, interrupted, t0);
-    summary.calibration = calibration.clone();
+    let summary = summarize(
+        o,
+        spec,
+        videos.len(),
+        per_video,
+        interrupted,
+        t0,
+        calibration,
+    );
     crate::write_json(&summary.path, &summary)?;
     if summary.failed > 0 {
         let failed: Vec<String> = summary
@@ -444,6 +452,7 @@ fn summarize(
     per_video: Vec<VideoSummary>,
     interrupted: bool,
     t0: Instant,
+    calibration: Option<Calibration>,
 ) -> PredictSummary {
     let mut events = BTreeMap::new();
     for s in &per_video {
@@ -471,7 +480,7 @@ fn summarize(
         model_s: per_video.iter().map(|s| s.model_s).sum(),
         interrupted,
         per_video,
-        calibration: None,
+        calibration,
         path: o.out.join(name),
     }
 }

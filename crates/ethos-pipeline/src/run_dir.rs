@@ -47,8 +47,9 @@ pub fn run_checkpoint(run_dir: &Path) -> Result<PathBuf> {
         })
 }
 
-/// Where a training run starts: its folder, and the checkpoint it continues from.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a training run starts: its folder, and the checkpoint it continues from (serialisable:
+/// rank 0 of a data-parallel run sends it to the others).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunStart {
     /// The run directory every file of the run goes to.
     pub run_dir: PathBuf,
@@ -137,17 +138,16 @@ pub fn plan_start(
 /// whole run there (its best checkpoint included) and never writes into the source.
 fn adopt(ckpt: &Path, source_dir: &Path, run_dir: &Path) -> Result<RunStart> {
     // A file that is not a checkpoint (of `ethos train` or `ethos pretrain`) is refused before
-    // anything is written into `run_dir`.
-    if let Err(e) = ethos_train::checkpoint::load_state(ckpt)
-        && ethos_train::pretrain::load_checkpoint(ckpt).is_err()
-    {
-        return Err(Error::from(e).context(format!("--resume {}", ckpt.display())));
-    }
+    // anything is written into `run_dir` (its header is enough to tell).
+    ethos_train::checkpoint::kind_of(ckpt)
+        .map_err(|e| Error::from(e).context(format!("--resume {}", ckpt.display())))?;
     std::fs::create_dir_all(run_dir).map_err(|e| Error::output_io(run_dir, e))?;
+    // Streamed: a V-JEPA 2 checkpoint with its optimiser state is several GB.
     let copy = |from: &Path, name: &str| -> Result<()> {
         let to = run_dir.join(name);
-        let bytes = std::fs::read(from).map_err(|e| Error::input_io(from, e))?;
-        ethos_core::fs::write_bytes_atomic(&to, &bytes).map_err(|e| Error::output_io(&to, e))
+        let mut src = std::fs::File::open(from).map_err(|e| Error::input_io(from, e))?;
+        ethos_core::fs::write_atomic(&to, |w| std::io::copy(&mut src, w).map(drop))
+            .map_err(|e| Error::output_io(&to, e))
     };
     copy(ckpt, LAST_CKPT)?;
     for name in [BEST_CKPT, "history.csv"] {

@@ -294,10 +294,64 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>, Check
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| fmt_err(path, format!("not a valid safetensors file: {e}")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
+    check_format(path, &meta)?;
+    Ok(meta)
+}
+
+fn check_format(path: &Path, meta: &HashMap<String, String>) -> Result<(), CheckpointError> {
     if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_VALUE) {
         return Err(fmt_err(path, "not an ethos checkpoint (no ethos metadata)"));
     }
-    Ok(meta)
+    Ok(())
+}
+
+/// Largest safetensors header read, bytes (the bound of the `safetensors` crate).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The `__metadata__` of a safetensors file, reading only its header: a checkpoint's state and
+/// configuration without reading gigabytes of weights. The tensor data is not checked here;
+/// [`load`] checks it.
+pub fn header_metadata(path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
+    use std::io::Read;
+    let bad = |msg: &str| fmt_err(path, format!("not a valid safetensors file: {msg}"));
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| bad("header too small"))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n > file_len.saturating_sub(8) {
+        return Err(bad("header too large"));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io_err(path))?;
+    #[derive(Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let h: Header = serde_json::from_slice(&header).map_err(|e| bad(&e.to_string()))?;
+    Ok(h.metadata)
+}
+
+/// What kind of ethos checkpoint a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// A checkpoint of `ethos train` ([`save`]).
+    Train,
+    /// A checkpoint of `ethos pretrain` ([`crate::pretrain::save_checkpoint`]).
+    Pretrain,
+}
+
+/// The kind of the ethos checkpoint at `path` (header only), or an error naming the file when it
+/// is none.
+pub fn kind_of(path: &Path) -> Result<CheckpointKind, CheckpointError> {
+    let meta = header_metadata(path)?;
+    match meta.get(FORMAT_KEY).map(String::as_str) {
+        Some(FORMAT_VALUE) => Ok(CheckpointKind::Train),
+        Some(crate::pretrain::PRETRAIN_FORMAT_VALUE) => Ok(CheckpointKind::Pretrain),
+        _ => Err(fmt_err(path, "not an ethos checkpoint (no ethos metadata)")),
+    }
 }
 
 fn parse_meta(
@@ -320,10 +374,11 @@ fn parse_meta(
     Ok((state, config))
 }
 
-/// Reads only the training state and configuration (no tensors are created).
+/// Reads only the training state and configuration from the file's header (no tensor data is
+/// read).
 pub fn load_state(path: &Path) -> Result<(TrainState, serde_json::Value), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let meta = read_meta(path, &bytes)?;
+    let meta = header_metadata(path)?;
+    check_format(path, &meta)?;
     parse_meta(path, &meta)
 }
 
@@ -531,6 +586,39 @@ mod tests {
         );
         let missing = load(&dir.path().join("nope.ckpt")).err().unwrap();
         assert!(missing.is_bad_input());
+    }
+
+    #[test]
+    fn the_state_and_kind_come_from_the_header_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("last.ckpt");
+        let cfg = serde_json::json!({"train": {"epochs": 3}});
+        save(&p, &tensors(1.5), &[], &state(2), &cfg).unwrap();
+        assert_eq!(kind_of(&p).unwrap(), CheckpointKind::Train);
+        // Cut inside the tensor data: the state still reads (no data is read), a full load fails.
+        let bytes = std::fs::read(&p).unwrap();
+        let cut = dir.path().join("cut.ckpt");
+        std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
+        assert_eq!(load_state(&cut).unwrap(), (state(2), cfg));
+        assert!(load(&cut).is_err());
+        // Cut inside the header, a huge header length, garbage, a plain safetensors file: errors
+        // naming the file.
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        std::fs::write(&cut, &bytes[..8 + header_len / 2]).unwrap();
+        let mut huge = bytes.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let huge_path = dir.path().join("huge.ckpt");
+        std::fs::write(&huge_path, &huge).unwrap();
+        let garbage = dir.path().join("garbage.ckpt");
+        std::fs::write(&garbage, b"garb").unwrap();
+        let plain = dir.path().join("plain.safetensors");
+        Tensor::write_safetensors(&[("a", &Tensor::from_slice(&[1f32]))], &plain).unwrap();
+        for bad in [&cut, &huge_path, &garbage, &plain] {
+            let e = kind_of(bad).unwrap_err();
+            let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(e.is_bad_input() && e.to_string().contains(&name), "{e}");
+            assert!(load_state(bad).is_err());
+        }
     }
 
     /// Child half of the kill -9 test: saves checkpoints in a loop until killed.

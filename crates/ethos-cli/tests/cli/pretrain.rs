@@ -474,11 +474,12 @@ fn two_ranks_pretrain_like_one_process_and_resume_with_either() {
         let (d, s1, s2) = pretrain_weight_diff(&ck(&one), &ck(run));
         eprintln!("pretrain: max |w1 - w| after 12 steps ({name}): {d:e}");
         assert_eq!((s1, s2), (12, 12));
-        // Float32 sums in another order, carried forward by Adam (lr 1e-3): see
-        // distributed.rs's DRIFT_24_STEPS.
-        assert!(d <= 2e-3, "{name}: {d:e}");
+        // The bound for 20+ steps; measured 1.2e-7 (the MViT training run of
+        // distributed.rs drifts further, see DRIFT_24_STEPS there).
+        assert!(d <= 1e-4, "{name}: {d:e}");
     }
-    // Only rank 0 wrote: the run folders hold the same files.
+    // The 2-rank run folder holds exactly the files of the one-process run (no per-rank or
+    // temporary files).
     assert_eq!(common::file_names(&one), common::file_names(&two));
     for run in [one, two, two_then_one] {
         let _ = std::fs::remove_dir_all(run);

@@ -1,18 +1,14 @@
 //! `ethos slurm`: generated scripts are valid bash, and the time-limit logic checkpoints and requeues
 //! (run against stand-in `ethos`, `scontrol` and `sbatch` programs).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common;
+
 fn ethos() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ethos"))
-}
-
-fn write_exe(path: &Path, body: &str) {
-    std::fs::write(path, body).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A folder with stand-ins: `sbatch` and `scontrol` log their arguments, `ethos` logs its arguments,
@@ -22,15 +18,15 @@ fn stand_ins(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&bin).unwrap();
     let log = dir.join("calls.log");
     let log = log.display();
-    write_exe(
+    common::write_exe(
         &bin.join("sbatch"),
         &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\necho 'Submitted batch job 4242'\n"),
     );
-    write_exe(
+    common::write_exe(
         &bin.join("scontrol"),
         &format!("#!/bin/bash\necho \"scontrol $*\" >> {log}\n"),
     );
-    write_exe(
+    common::write_exe(
         &bin.join("fake-ethos"),
         &format!(
             "#!/bin/bash\necho \"ethos $*\" >> {log}\n\
@@ -138,11 +134,7 @@ fn predict_array_script_is_valid_bash() {
 }
 
 fn run_and_signal(script: &Path, dir: &Path, bin: &Path) -> String {
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(bin);
     let mut child = Command::new("bash")
         .arg(script)
         .env("PATH", path)
@@ -198,11 +190,7 @@ fn resubmit_mode_submits_itself_and_submit_flag_calls_sbatch() {
     let bin = stand_ins(dir.path());
     let cfg = config(dir.path());
     let script = dir.path().join("train.sbatch");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(&bin);
     let out = ethos()
         .env("PATH", &path)
         .args([
@@ -235,7 +223,7 @@ fn resubmit_mode_submits_itself_and_submit_flag_calls_sbatch() {
 fn a_job_that_ends_on_its_own_is_not_requeued() {
     let dir = tempfile::tempdir().unwrap();
     let bin = stand_ins(dir.path());
-    write_exe(
+    common::write_exe(
         &bin.join("fake-ethos"),
         &format!(
             "#!/bin/bash\necho \"ethos $*\" >> {}/calls.log\nexit 3\n",
@@ -254,11 +242,7 @@ fn a_job_that_ends_on_its_own_is_not_requeued() {
             .unwrap()
             .success()
     );
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(&bin);
     let st = Command::new("bash")
         .arg(&script)
         .env("PATH", path)

@@ -3,15 +3,10 @@
 //! background and `child=$!`, or before ethos installs its handler) is still forwarded, so ethos
 //! stops and the job is requeued instead of running into the hard time limit.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn write_exe(path: &Path, body: &str) {
-    std::fs::write(path, body).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+use crate::common;
 
 #[test]
 fn a_signal_before_the_child_pid_is_known_is_forwarded() {
@@ -21,11 +16,11 @@ fn a_signal_before_the_child_pid_is_known_is_forwarded() {
     std::fs::create_dir_all(&bin).unwrap();
     let log = d.join("calls.log");
     let log = log.display();
-    write_exe(
+    common::write_exe(
         &bin.join("scontrol"),
         &format!("#!/bin/bash\necho \"scontrol $*\" >> {log}\n"),
     );
-    write_exe(
+    common::write_exe(
         &bin.join("sbatch"),
         &format!("#!/bin/bash\necho \"sbatch $*\" >> {log}\n"),
     );
@@ -33,7 +28,7 @@ fn a_signal_before_the_child_pid_is_known_is_forwarded() {
     // starts (it signals its parent first thing, before the shell may have run `child=$!` and
     // before its own handler exists); then it handles USR1 like the trainer (checkpoint, exit 0),
     // else runs 30 s.
-    write_exe(
+    common::write_exe(
         &bin.join("fake-ethos"),
         &format!(
             "#!/bin/bash\nkill -USR1 $PPID\n\
@@ -54,11 +49,7 @@ fn a_signal_before_the_child_pid_is_known_is_forwarded() {
         .status()
         .unwrap();
     assert!(st.success());
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(&bin);
     let t0 = Instant::now();
     let st = Command::new("bash")
         .arg(&script)

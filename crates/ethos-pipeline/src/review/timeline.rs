@@ -180,10 +180,8 @@ pub fn review_timelines(o: &TimelineReviewOptions) -> Result<TimelineReviewSumma
         let outputs = ethos_infer::predict::outputs_for(&o.predictions, video);
         let classes = window_classes(&outputs.windows)?;
         // The probabilities the bouts were made from (the ethogram PNG shows the same).
-        let windows = calibrate_windows(
-            &read_windows(&outputs.windows, &classes)?,
-            calibration.as_ref().filter(|c| c.classes == classes),
-        );
+        let cal = calibration.as_ref().filter(|c| c.classes == classes);
+        let windows = calibrate_windows(&read_windows(&outputs.windows, &classes)?, cal);
         let bouts = read_bouts(&outputs.events, &classes)?;
         let truth = match &o.truth {
             Some(t) => truth_bouts(t, video, &classes).unwrap_or_else(|e| {
@@ -222,7 +220,7 @@ pub fn review_timelines(o: &TimelineReviewOptions) -> Result<TimelineReviewSumma
             "bouts": bout_json(&bouts),
             "truth": bout_json(&truth),
             "has_truth": o.truth.is_some(),
-            "temperature": calibration.as_ref().filter(|c| c.classes == classes).map(|c| c.temperature),
+            "temperature": cal.map(|c| c.temperature),
             "ethogram": ethogram,
         });
         let page = o.out.join(format!("timeline_{name}.html"));

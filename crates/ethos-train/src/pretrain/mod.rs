@@ -613,15 +613,18 @@ impl<'a> Pretrainer<'a> {
                 let b = batch.map_err(PretrainError::Data)?;
                 let x = batch_tensor(&b, ethos_models::Layout::Btchw, device);
                 let here = b.labels.len();
-                // The global batch: this rank's rows of it, and its share of the mean loss.
-                let (global, rows, share) = match self.dp {
+                // The global batch (this rank's rows of it, its share of the mean loss) and the
+                // stop requests, in one reduction: every rank stops after the same step.
+                let (global, rows, share, signalled) = match self.dp {
                     Some(dp) => {
-                        let n = dp.sum_f64(&[here as f64])?[0] as usize;
+                        let stop = if self.stop_requested() { 1.0 } else { 0.0 };
+                        let sums = dp.sum_f64(&[here as f64, stop])?;
+                        let n = sums[0] as usize;
                         // The rows the loader's `Shard::SplitBatches` gave this rank.
                         let rows = ethos_data::shard::part(0..n, dp.rank(), dp.world_size());
-                        (n, rows, here as f64 / n.max(1) as f64)
+                        (n, rows, here as f64 / n.max(1) as f64, sums[1] > 0.0)
                     }
-                    None => (here, 0..here, 1.0),
+                    None => (here, 0..here, 1.0, false),
                 };
                 let groups: Vec<SslMasks> = self
                     .masks
@@ -651,11 +654,8 @@ impl<'a> Pretrainer<'a> {
                         last: self.checkpoint_path().display().to_string(),
                     });
                 }
-                if share == 1.0 {
-                    self.scaler.scale_loss(&out.loss).backward();
-                } else {
-                    self.scaler.scale_loss(&(&out.loss * share)).backward();
-                }
+                // Exact for one process (share 1).
+                self.scaler.scale_loss(&(&out.loss * share)).backward();
                 drop(out);
                 if let Some(dp) = self.dp {
                     dp.sum_gradients(&self.optim)?;
@@ -686,11 +686,9 @@ impl<'a> Pretrainer<'a> {
                 if log_now {
                     self.close_interval(&mut t_interval, &mut t_total, (lr, momentum))?;
                 }
-                let signalled = match self.dp {
-                    Some(dp) => dp.any(self.stop_requested())?,
-                    None => self.stop_requested(),
-                };
+                // One process reads its flag after the step; ranks use the agreed one.
                 let stop = signalled
+                    || (self.dp.is_none() && self.stop_requested())
                     || self
                         .setup
                         .stop_after_steps
