@@ -16,7 +16,9 @@ CODEC=${3:-libx264}
 WORK=${WORK:-$(mktemp -d /tmp/ethos-pretrain-bench.XXXXXX)}
 mkdir -p "$WORK/videos"
 VIDEO="$WORK/videos/ch1_20240301080000.mp4"
-if [ ! -f "$VIDEO" ]; then
+# Footage of your own: put it in $WORK/videos/ first; the synthetic video is written only into an
+# empty folder.
+if [ -z "$(ls -A "$WORK/videos")" ]; then
   echo "writing $MINUTES min of 4K $CODEC footage to $VIDEO" >&2
   ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=3840x2160:rate=15" \
     -t $((MINUTES * 60)) -vf "noise=alls=6:allf=t" -c:v "$CODEC" -preset ultrafast -g 30 \
